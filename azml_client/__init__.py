@@ -1,0 +1,111 @@
+"""azml-client: an async-first client for Azure ML online endpoints and serverless endpoints.
+
+::
+
+    from azml_client import EndpointClient
+
+    async with EndpointClient(endpoint_url="https://<endpoint>.<region>.inference.ml.azure.com/score",
+                              api_key="...", formatter="llama") as client:
+        out = await client.complete("Write me a song about sparkling water:")
+        print(out.text)
+"""
+
+from ._client import EndpointClient as EndpointClient
+from ._client import load_client as load_client
+from ._config import ClientSettings as ClientSettings
+from ._constants import ApiType as ApiType
+from ._constants import ExtraParameters as ExtraParameters
+from ._exceptions import APIConnectionError as APIConnectionError
+from ._exceptions import APIStatusError as APIStatusError
+from ._exceptions import APITimeoutError as APITimeoutError
+from ._exceptions import AuthenticationError as AuthenticationError
+from ._exceptions import AzmlError as AzmlError
+from ._exceptions import BadRequestError as BadRequestError
+from ._exceptions import ClientClosedError as ClientClosedError
+from ._exceptions import ConfigurationError as ConfigurationError
+from ._exceptions import EmptyResponseError as EmptyResponseError
+from ._exceptions import ModelError as ModelError
+from ._exceptions import NotFoundError as NotFoundError
+from ._exceptions import PermissionDeniedError as PermissionDeniedError
+from ._exceptions import RateLimitError as RateLimitError
+from ._exceptions import RequestTimeoutError as RequestTimeoutError
+from ._exceptions import ResponseFormatError as ResponseFormatError
+from ._exceptions import ServerError as ServerError
+from ._exceptions import UnprocessableEntityError as UnprocessableEntityError
+from ._sync import SyncEndpointClient as SyncEndpointClient
+from ._types import ChatCompletion as ChatCompletion
+from ._types import ChatMessage as ChatMessage
+from ._types import Completion as Completion
+from ._types import Usage as Usage
+from .formatters import BartContentFormatter as BartContentFormatter
+from .formatters import ContentFormatterBase as ContentFormatterBase
+from .formatters import CustomOpenAIChatContentFormatter as CustomOpenAIChatContentFormatter
+from .formatters import CustomOpenAIContentFormatter as CustomOpenAIContentFormatter
+from .formatters import DollyContentFormatter as DollyContentFormatter
+from .formatters import FormatRequest as FormatRequest
+from .formatters import FormatterInfo as FormatterInfo
+from .formatters import GPT2ContentFormatter as GPT2ContentFormatter
+from .formatters import HFContentFormatter as HFContentFormatter
+from .formatters import LlamaChatContentFormatter as LlamaChatContentFormatter
+from .formatters import LlamaContentFormatter as LlamaContentFormatter
+from .formatters import OpenAIContentFormatter as OpenAIContentFormatter
+from .formatters import OSSContentFormatter as OSSContentFormatter
+from .formatters import ParsedOutput as ParsedOutput
+from .formatters import TGIContentFormatter as TGIContentFormatter
+from .formatters import VLLMContentFormatter as VLLMContentFormatter
+from .formatters import get_formatter as get_formatter
+from .formatters import list_formatters as list_formatters
+from .formatters import register_formatter as register_formatter
+from .formatters import unregister_formatter as unregister_formatter
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "ApiType",
+    "AuthenticationError",
+    "AzmlError",
+    "BadRequestError",
+    "BartContentFormatter",
+    "ChatCompletion",
+    "ChatMessage",
+    "ClientClosedError",
+    "ClientSettings",
+    "Completion",
+    "ConfigurationError",
+    "ContentFormatterBase",
+    "CustomOpenAIChatContentFormatter",
+    "CustomOpenAIContentFormatter",
+    "DollyContentFormatter",
+    "EmptyResponseError",
+    "EndpointClient",
+    "ExtraParameters",
+    "FormatRequest",
+    "FormatterInfo",
+    "GPT2ContentFormatter",
+    "HFContentFormatter",
+    "LlamaChatContentFormatter",
+    "LlamaContentFormatter",
+    "ModelError",
+    "NotFoundError",
+    "OSSContentFormatter",
+    "OpenAIContentFormatter",
+    "ParsedOutput",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "RequestTimeoutError",
+    "ResponseFormatError",
+    "ServerError",
+    "SyncEndpointClient",
+    "TGIContentFormatter",
+    "UnprocessableEntityError",
+    "Usage",
+    "VLLMContentFormatter",
+    "get_formatter",
+    "list_formatters",
+    "load_client",
+    "register_formatter",
+    "unregister_formatter",
+]

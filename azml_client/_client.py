@@ -1,0 +1,767 @@
+"""``EndpointClient``: the one async driver (send, retry loop, results).
+
+Data flows one way: call -> formatter (pure) -> httpx -> formatter (pure) -> typed result.
+Errors from httpx are mapped to ours in exactly one place (:meth:`EndpointClient._attempt`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import anyio
+import httpx
+from pydantic import SecretStr
+from tenacity import AsyncRetrying, RetryCallState
+
+from ._auth import Auth, KeyAuth, NoAuth, TokenAuth
+from ._config import ClientSettings, Routes, resolve_routes
+from ._constants import (
+    AZUREML_TOKEN_SCOPE,
+    ENV_API_KEY,
+    HEADER_CLIENT_REQUEST_ID,
+    HEADER_DEPLOYMENT,
+    HEADER_EXTRA_PARAMETERS,
+    HEADER_MODEL_ERROR_REASON,
+    HEADER_MODEL_ERROR_STATUS,
+    SERVER_REQUEST_ID_HEADERS,
+    ApiType,
+    ExtraParameters,
+)
+from ._exceptions import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    ClientClosedError,
+    ConfigurationError,
+    ResponseFormatError,
+    excerpt,
+    status_error,
+)
+from ._retry import RetryPolicy, backoff, is_retryable_error, parse_retry_after
+from ._types import ChatCompletion, ChatMessage, Completion, Usage
+from .formatters._base import (
+    ContentFormatterBase,
+    FormatRequest,
+    ParsedOutput,
+    check_formatter,
+    decode_response,
+    encode_request,
+)
+from .formatters._registry import formatter_from_config, formatter_to_config
+
+__all__ = ["EndpointClient", "load_client"]
+
+logger = logging.getLogger("azml_client")
+
+_T = TypeVar("_T")
+Message = Mapping[str, Any]
+_DEFAULT_FORMATTER = {ApiType.DEDICATED: "llama", ApiType.SERVERLESS: "openai"}
+
+
+def _new_request_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _server_request_id(headers: httpx.Headers) -> str | None:
+    for name in SERVER_REQUEST_ID_HEADERS:
+        value: str | None = headers.get(name)
+        if value:
+            return value
+    return None
+
+
+def _server_message(body: bytes) -> str | None:
+    """The human message inside an error body, for the shapes Azure ML endpoints send."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        text = body.decode("utf-8", "replace").strip()
+        return text[:300] or None
+    if isinstance(data, dict):
+        for key in ("message", "error", "detail"):
+            value = data.get(key)
+            if isinstance(value, dict):
+                value = value.get("message", value.get("code"))
+            if isinstance(value, str) and value:
+                return value[:300]
+    return None
+
+
+def _as_int(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _as_secret(value: str | SecretStr | None) -> SecretStr | None:
+    if value is None or isinstance(value, SecretStr):
+        return value
+    return SecretStr(value)
+
+
+def _check_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
+    if isinstance(messages, str | bytes) or not isinstance(messages, Sequence):
+        raise ConfigurationError(
+            "chat() takes a list of messages such as [{'role': 'user', 'content': 'Hi'}]; "
+            "for a plain prompt use complete()"
+        )
+    out = []
+    for i, message in enumerate(messages):
+        if not isinstance(message, Mapping) or "role" not in message:
+            raise ConfigurationError(
+                f"message {i} must be a mapping with 'role' and 'content', got {message!r:.80}"
+            )
+        out.append(dict(message))
+    if not out:
+        raise ConfigurationError("chat() needs at least one message")
+    return out
+
+
+class EndpointClient:
+    """Async client of one Azure ML dedicated endpoint or one serverless endpoint.
+
+    Example::
+
+        async with EndpointClient(
+            endpoint_url="https://my-endpoint.eastus.inference.ml.azure.com/score",
+            api_key="...",               # or AZUREML_ENDPOINT_API_KEY
+            deployment_name="llama-2-7b-1",
+            formatter="llama",
+            model_kwargs={"temperature": 0.8, "max_new_tokens": 400},
+        ) as client:
+            out = await client.complete("Write me a song about sparkling water:", temperature=0.5)
+            print(out.text, out.finish_reason, out.request_id)
+
+    Every argument left as ``None`` falls back to its ``AZUREML_*`` environment variable (URL,
+    key, deployment, api type, timeout) and then to the defaults in ``_constants.py``. Per-call
+    keyword arguments override ``model_kwargs`` for that call only.
+
+    The client owns one pooled ``httpx.AsyncClient``; pass ``http_client=`` (or ``transport=``)
+    to use your own: the client never closes what it did not create.
+    """
+
+    def __init__(
+        self,
+        endpoint_url: str | None = None,
+        api_key: str | SecretStr | None = None,
+        *,
+        api_type: str | ApiType | None = None,
+        deployment_name: str | None = None,
+        formatter: str | ContentFormatterBase | type[ContentFormatterBase] | None = None,
+        formatter_options: Mapping[str, Any] | None = None,
+        model_kwargs: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+        connect_timeout: float | None = None,
+        deadline: float | None = None,
+        max_retries: int | None = None,
+        backoff_base: float | None = None,
+        backoff_max: float | None = None,
+        max_retry_after: float | None = None,
+        extra_parameters: str | ExtraParameters | None = None,
+        api_version: str | None = None,
+        credential: Any = None,
+        token_scope: str | None = None,
+        api_key_env: str | None = None,
+        allow_insecure_http: bool | None = None,
+        max_connections: int | None = None,
+        max_keepalive_connections: int | None = None,
+        keepalive_expiry: float | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Callable[[float], Awaitable[Any]] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        if credential is not None and api_key is not None:
+            raise ConfigurationError("pass either api_key or credential, not both")
+        if http_client is not None and transport is not None:
+            raise ConfigurationError("pass either http_client or transport, not both")
+        formatter_key = formatter if isinstance(formatter, str) else None
+        self._settings = ClientSettings.resolve(
+            env=env,
+            endpoint_url=endpoint_url,
+            api_key=_as_secret(api_key) if credential is None else None,
+            api_type=api_type,
+            deployment_name=deployment_name,
+            formatter=formatter_key,
+            formatter_options=dict(formatter_options) if formatter_options else None,
+            model_kwargs=dict(model_kwargs) if model_kwargs is not None else None,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            deadline=deadline,
+            max_retries=max_retries,
+            backoff_base=backoff_base,
+            backoff_max=backoff_max,
+            max_retry_after=max_retry_after,
+            extra_parameters=extra_parameters,
+            api_version=api_version,
+            token_scope=token_scope,
+            api_key_env=api_key_env,
+            allow_insecure_http=allow_insecure_http,
+            max_connections=max_connections,
+            max_keepalive_connections=max_keepalive_connections,
+            keepalive_expiry=keepalive_expiry,
+        )
+        s = self._settings
+        self._formatter = self._resolve_formatter(formatter, s)
+        self._routes: Routes = resolve_routes(s.endpoint_url, s.api_type)
+        self._auth = self._resolve_auth(credential, s)
+        self._policy = RetryPolicy(
+            max_retries=s.max_retries,
+            backoff_base=s.backoff_base,
+            backoff_max=s.backoff_max,
+            max_retry_after=s.max_retry_after,
+        )
+        self._sleep: Callable[[float], Awaitable[Any]] = sleep or anyio.sleep
+        self._base_headers = self._make_base_headers()
+        self._params: dict[str, str] = {"api-version": s.api_version} if s.api_version else {}
+        self._owns_http = http_client is None and transport is None
+        self._http = http_client or self._make_http(transport)
+        self._closed = False
+
+    # -- construction helpers ----------------------------------------------------------------
+
+    @staticmethod
+    def _resolve_formatter(
+        formatter: str | ContentFormatterBase | type[ContentFormatterBase] | None,
+        s: ClientSettings,
+    ) -> ContentFormatterBase:
+        if formatter is None:
+            formatter = s.formatter or _DEFAULT_FORMATTER[s.api_type]
+        if isinstance(formatter, str):
+            instance = formatter_from_config(formatter, s.formatter_options or None)
+        elif isinstance(formatter, type) and issubclass(formatter, ContentFormatterBase):
+            instance = formatter(**s.formatter_options)
+        elif isinstance(formatter, ContentFormatterBase):
+            instance = formatter
+        else:
+            raise ConfigurationError(
+                f"formatter must be a family key (see list_formatters()) or a "
+                f"ContentFormatterBase instance, got {type(formatter).__name__}"
+            )
+        check_formatter(instance)
+        if s.api_type not in instance.supported_api_types:
+            allowed = ", ".join(str(t) for t in instance.supported_api_types)
+            hint = "openai" if s.api_type is ApiType.SERVERLESS else "llama"
+            raise ConfigurationError(
+                f"formatter {instance.name!r} supports {allowed} endpoints, not {s.api_type}: "
+                f"use a {s.api_type} formatter such as formatter={hint!r}"
+            )
+        return instance
+
+    @staticmethod
+    def _resolve_auth(credential: Any, s: ClientSettings) -> Auth:
+        if credential is not None:
+            return TokenAuth(credential, s.token_scope or AZUREML_TOKEN_SCOPE)
+        if s.api_key is not None:
+            if not s.api_key.get_secret_value().strip():
+                raise ConfigurationError("api_key is empty: pass the endpoint's key")
+            return KeyAuth(s.api_key)
+        if s.host_is_local:
+            return NoAuth()
+        raise ConfigurationError(
+            f"no API key: pass api_key=..., set {s.api_key_env or ENV_API_KEY}, or pass "
+            "credential=<azure-identity credential> for Entra ID"
+        )
+
+    def _make_base_headers(self) -> dict[str, str]:
+        s = self._settings
+        headers = {
+            "Content-Type": self._formatter.content_type,
+            "Accept": self._formatter.accepts,
+        }
+        if s.deployment_name:
+            headers[HEADER_DEPLOYMENT] = s.deployment_name
+        if s.extra_parameters is not None and s.api_type is ApiType.SERVERLESS:
+            headers[HEADER_EXTRA_PARAMETERS] = str(s.extra_parameters)
+        return headers
+
+    def _make_http(self, transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
+        s = self._settings
+        if transport is None:
+            from ._transport import default_transport
+
+            transport = default_transport(
+                max_connections=s.max_connections,
+                max_keepalive_connections=s.max_keepalive_connections,
+                keepalive_expiry=s.keepalive_expiry,
+                connect_timeout=s.connect_timeout,
+            )
+        return httpx.AsyncClient(
+            transport=transport,
+            timeout=httpx.Timeout(s.timeout, connect=s.connect_timeout),
+            follow_redirects=False,
+        )
+
+    # -- public properties -------------------------------------------------------------------
+
+    @property
+    def settings(self) -> ClientSettings:
+        """A copy of the validated settings (the key stays a ``SecretStr``)."""
+        return self._settings.model_copy(deep=True)
+
+    @property
+    def formatter(self) -> ContentFormatterBase:
+        return self._formatter
+
+    @property
+    def api_type(self) -> ApiType:
+        return self._settings.api_type
+
+    @property
+    def model_kwargs(self) -> dict[str, Any]:
+        """A copy of the client's default model parameters (calls never change them)."""
+        return dict(self._settings.model_kwargs)
+
+    @property
+    def routes(self) -> Routes:
+        return self._routes
+
+    @property
+    def is_closed(self) -> bool:
+        return self._closed
+
+    def __repr__(self) -> str:
+        s = self._settings
+        return (
+            f"EndpointClient(endpoint_url={s.endpoint_url!r}, api_type={s.api_type.value!r}, "
+            f"deployment_name={s.deployment_name!r}, formatter={self._formatter.name!r}, "
+            f"auth={self._auth!r})"
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> EndpointClient:
+        self._ensure_open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool (only if this client created it). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        # A caller's http_client or transport stays open: closing it is the caller's business.
+        if self._owns_http:
+            await self._http.aclose()
+
+    def _ensure_open(self) -> None:
+        if self._closed:
+            raise ClientClosedError()
+
+    # -- configuration files -----------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write this client's settings as JSON; the key is never written.
+
+        The file names the environment variable (``api_key_env``) that :func:`load_client`
+        reads the key from.
+        """
+        s = self._settings
+        data = s.to_file_dict()
+        if s.formatter:
+            data["formatter"], data["formatter_options"] = s.formatter, s.formatter_options
+        else:
+            data["formatter"], data["formatter_options"] = formatter_to_config(self._formatter)
+        tmp = f"{os.fspath(path)}.tmp"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2, sort_keys=True)
+            fh.write("\n")
+        os.replace(tmp, path)
+
+    @classmethod
+    def from_config(cls, path: str | os.PathLike[str], **overrides: Any) -> EndpointClient:
+        """Build a client from a file written by :meth:`save`; keyword arguments override it."""
+        data = ClientSettings.from_file(path)
+        data.update(overrides)
+        return cls(**data)
+
+    # -- calls -------------------------------------------------------------------------------
+
+    async def complete(
+        self,
+        prompt: str,
+        *,
+        stop: str | Sequence[str] | None = None,
+        timeout: float | None = None,
+        deadline: float | None = None,
+        max_retries: int | None = None,
+        extra_parameters: str | ExtraParameters | None = None,
+        deployment_name: str | None = None,
+        **params: Any,
+    ) -> Completion:
+        """Generate text for ``prompt``; keyword arguments are model parameters for this call.
+
+        ``timeout`` (per attempt), ``deadline`` (whole call), ``max_retries``,
+        ``extra_parameters`` and ``deployment_name`` override the client's settings.
+        """
+        if not isinstance(prompt, str):
+            raise ConfigurationError(
+                f"complete() takes the prompt as a str, got {type(prompt).__name__}; for a "
+                "conversation use chat()"
+            )
+        if not self._formatter.supports_completion:
+            raise ConfigurationError(
+                f"formatter {self._formatter.name!r} does not support complete(); use chat()"
+            )
+        request = FormatRequest(
+            api_type=self._settings.api_type,
+            prompt=prompt,
+            params=self._merge_params(params, stop),
+        )
+        parsed, data, meta = await self._call(
+            request,
+            self._routes.completions,
+            timeout,
+            deadline,
+            max_retries,
+            extra_parameters,
+            deployment_name,
+        )
+        return Completion(text=parsed.text, **self._result_fields(parsed, data, meta))
+
+    async def chat(
+        self,
+        messages: Sequence[Message],
+        *,
+        stop: str | Sequence[str] | None = None,
+        timeout: float | None = None,
+        deadline: float | None = None,
+        max_retries: int | None = None,
+        extra_parameters: str | ExtraParameters | None = None,
+        deployment_name: str | None = None,
+        **params: Any,
+    ) -> ChatCompletion:
+        """Answer a conversation (``[{"role": "user", "content": "Hi"}, ...]``)."""
+        checked = _check_messages(messages)
+        if not self._formatter.supports_chat:
+            raise ConfigurationError(
+                f"formatter {self._formatter.name!r} does not support chat(): use a chat "
+                "family such as 'llama-chat' or 'vllm' (dedicated) or 'openai' (serverless), "
+                "or call complete()"
+            )
+        request = FormatRequest(
+            api_type=self._settings.api_type,
+            messages=checked,
+            params=self._merge_params(params, stop),
+        )
+        parsed, data, meta = await self._call(
+            request,
+            self._routes.chat,
+            timeout,
+            deadline,
+            max_retries,
+            extra_parameters,
+            deployment_name,
+        )
+        message = dict(parsed.message) if parsed.message else {}
+        message.setdefault("role", "assistant")
+        message.setdefault("content", parsed.text)
+        return ChatCompletion(
+            text=parsed.text,
+            message=ChatMessage(**message),
+            tool_calls=parsed.tool_calls,
+            **self._result_fields(parsed, data, meta),
+        )
+
+    async def invoke(
+        self,
+        payload: Mapping[str, Any] | Sequence[Any] | bytes | str,
+        *,
+        url: str | None = None,
+        timeout: float | None = None,
+        deadline: float | None = None,
+        max_retries: int | None = None,
+        extra_parameters: str | ExtraParameters | None = None,
+        deployment_name: str | None = None,
+    ) -> Any:
+        """Send ``payload`` as it is (a JSON-able object, or ``bytes``/``str`` sent verbatim)
+        to the endpoint URL (or ``url``) with the client's auth, headers and retries; return
+        the decoded JSON answer. The escape hatch for any schema no formatter covers."""
+        body = payload.encode("utf-8") if isinstance(payload, str) else payload
+        if not isinstance(body, bytes):
+            body = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+        def parse(raw: bytes, meta: dict[str, Any]) -> Any:
+            try:
+                return json.loads(raw)
+            except ValueError:
+                raise ResponseFormatError(
+                    "the answer is not JSON",
+                    formatter="invoke",
+                    api_type=str(self._settings.api_type),
+                    body=excerpt(raw, 300),
+                    request_id=meta["request_id"],
+                ) from None
+
+        data, _ = await self._send(
+            url or self._settings.endpoint_url,
+            body,
+            parse,
+            timeout=timeout,
+            deadline=deadline,
+            max_retries=max_retries,
+            extra_parameters=extra_parameters,
+            deployment_name=deployment_name,
+        )
+        return data
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _merge_params(
+        self, params: Mapping[str, Any], stop: str | Sequence[str] | None
+    ) -> dict[str, Any]:
+        merged = {**self._settings.model_kwargs, **params}
+        if stop is not None:
+            merged["stop"] = [stop] if isinstance(stop, str) else list(stop)
+        return merged
+
+    @staticmethod
+    def _result_fields(parsed: ParsedOutput, data: Any, meta: dict[str, Any]) -> dict[str, Any]:
+        usage = Usage(**parsed.usage) if parsed.usage else None
+        return {
+            "finish_reason": parsed.finish_reason,
+            "usage": usage,
+            "model": parsed.model,
+            "id": parsed.id,
+            "raw": data,
+            **meta,
+        }
+
+    async def _call(
+        self,
+        request: FormatRequest,
+        url: str,
+        timeout: float | None,
+        deadline: float | None,
+        max_retries: int | None,
+        extra_parameters: str | ExtraParameters | None,
+        deployment_name: str | None,
+    ) -> tuple[ParsedOutput, Any, dict[str, Any]]:
+        body = encode_request(self._formatter, request)
+
+        def parse(raw: bytes, meta: dict[str, Any]) -> tuple[ParsedOutput, Any]:
+            try:
+                return decode_response(self._formatter, raw, request)
+            except (APIStatusError, ResponseFormatError) as exc:
+                exc.request_id = meta["request_id"]
+                raise
+
+        (parsed, data), meta = await self._send(
+            url,
+            body,
+            parse,
+            timeout=timeout,
+            deadline=deadline,
+            max_retries=max_retries,
+            extra_parameters=extra_parameters,
+            deployment_name=deployment_name,
+        )
+        return parsed, data, meta
+
+    async def _send(
+        self,
+        url: str,
+        body: bytes,
+        parse: Callable[[bytes, dict[str, Any]], _T],
+        *,
+        timeout: float | None,
+        deadline: float | None,
+        max_retries: int | None,
+        extra_parameters: str | ExtraParameters | None,
+        deployment_name: str | None,
+    ) -> tuple[_T, dict[str, Any]]:
+        """POST with retries; return ``(parse(raw, meta), meta)``.
+
+        ``parse`` runs inside the retry loop, so an error reported inside a 200 answer is
+        retried like the same HTTP status would be.
+        """
+        self._ensure_open()
+        s = self._settings
+        attempt_timeout = s.timeout if timeout is None else float(timeout)
+        total = s.deadline if deadline is None else float(deadline)
+        if attempt_timeout <= 0 or (total is not None and total <= 0):
+            raise ConfigurationError("timeout and deadline must be positive numbers of seconds")
+        retries = s.max_retries if max_retries is None else int(max_retries)
+        if retries < 0:
+            raise ConfigurationError("max_retries must be >= 0 (0 disables retrying)")
+        headers = self._call_headers(extra_parameters, deployment_name)
+        client_request_id = headers[HEADER_CLIENT_REQUEST_ID]
+        deadline_at = None if total is None else time.monotonic() + total
+        attempts = 0
+
+        async def attempt() -> tuple[_T, dict[str, Any]]:
+            nonlocal attempts
+            attempts += 1
+            raw, request_id = await self._attempt(
+                url, body, headers, attempt_timeout, deadline_at, client_request_id
+            )
+            meta: dict[str, Any] = {
+                "request_id": request_id or client_request_id,
+                "client_request_id": client_request_id,
+                "attempts": attempts,
+            }
+            return parse(raw, meta), meta
+
+        try:
+            if retries == 0:
+                return await attempt()
+            retrying = AsyncRetrying(
+                stop=lambda state: state.attempt_number > retries,
+                retry=lambda state: self._should_retry(state, deadline_at),
+                wait=self._wait,
+                sleep=self._sleep,
+                before_sleep=lambda state: self._log_retry(state, url, client_request_id),
+                reraise=True,
+            )
+            return await retrying(attempt)
+        except (APIConnectionError, APIStatusError) as exc:
+            exc.attempts = attempts
+            exc.client_request_id = client_request_id
+            exc.url = url
+            raise
+
+    def _call_headers(
+        self, extra_parameters: str | ExtraParameters | None, deployment_name: str | None
+    ) -> dict[str, str]:
+        headers = dict(self._base_headers)
+        headers[HEADER_CLIENT_REQUEST_ID] = _new_request_id()
+        if deployment_name is not None:
+            headers[HEADER_DEPLOYMENT] = deployment_name
+        if extra_parameters is not None:
+            if self._settings.api_type is not ApiType.SERVERLESS:
+                raise ConfigurationError("extra_parameters applies to serverless endpoints only")
+            try:
+                headers[HEADER_EXTRA_PARAMETERS] = str(ExtraParameters(str(extra_parameters)))
+            except ValueError:
+                raise ConfigurationError(
+                    f"unknown extra_parameters {extra_parameters!r}: use 'pass-through', "
+                    "'drop' or 'error'"
+                ) from None
+        return headers
+
+    @staticmethod
+    def _retry_after(exc: BaseException | None) -> float | None:
+        return exc.retry_after if isinstance(exc, APIStatusError) else None
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        server = self._retry_after(exc)
+        if server is not None:
+            return server
+        p = self._policy
+        return backoff(state.attempt_number, base=p.backoff_base, cap=p.backoff_max)
+
+    def _should_retry(self, state: RetryCallState, deadline_at: float | None) -> bool:
+        if state.outcome is None or not state.outcome.failed:
+            return False
+        exc = state.outcome.exception()
+        if exc is None or not is_retryable_error(exc):
+            return False
+        server = self._retry_after(exc)
+        if server is not None and server > self._policy.max_retry_after:
+            return False  # the server wants longer than we may wait: fail now with retry_after
+        if deadline_at is not None:
+            wait = server if server is not None else self._policy.backoff_base
+            if time.monotonic() + wait >= deadline_at:
+                return False
+        return True
+
+    def _log_retry(self, state: RetryCallState, url: str, client_request_id: str) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        what = f"HTTP {exc.status_code}" if isinstance(exc, APIStatusError) else type(exc).__name__
+        wait = state.next_action.sleep if state.next_action else 0.0
+        logger.info(
+            "retrying %s after %s (attempt %d failed), waiting %.3fs, client request id %s",
+            url,
+            what,
+            state.attempt_number,
+            wait,
+            client_request_id,
+        )
+
+    async def _attempt(
+        self,
+        url: str,
+        body: bytes,
+        headers: dict[str, str],
+        timeout: float,
+        deadline_at: float | None,
+        client_request_id: str,
+    ) -> tuple[bytes, str | None]:
+        """One HTTP attempt; maps every lower-layer failure to our exceptions."""
+        self._ensure_open()
+        budget = timeout
+        if deadline_at is not None:
+            budget = min(budget, deadline_at - time.monotonic())
+            if budget <= 0:
+                raise APITimeoutError(
+                    "the call's deadline ran out before this attempt could start", url=url
+                )
+        authorization = await self._auth.authorization()
+        if authorization is not None:
+            headers = {**headers, "Authorization": authorization}
+        try:
+            with anyio.fail_after(budget):
+                response = await self._http.post(
+                    url,
+                    content=body,
+                    headers=headers,
+                    params=self._params or None,
+                    timeout=httpx.Timeout(
+                        budget, connect=min(budget, self._settings.connect_timeout)
+                    ),
+                )
+        except TimeoutError:
+            raise APITimeoutError(f"no answer within {budget:.3g}s", url=url) from None
+        except httpx.TimeoutException as exc:
+            raise APITimeoutError(
+                f"{type(exc).__name__}: no answer within {budget:.3g}s", url=url
+            ) from None
+        except httpx.TransportError as exc:
+            raise APIConnectionError(
+                f"could not reach the endpoint ({type(exc).__name__}: {exc})", url=url
+            ) from None
+        request_id = _server_request_id(response.headers)
+        if response.status_code >= 400:
+            if response.status_code == 401:
+                self._auth.invalidate()
+            raise self._status_error(response, request_id, url, client_request_id)
+        return response.content, request_id
+
+    @staticmethod
+    def _status_error(
+        response: httpx.Response, request_id: str | None, url: str, client_request_id: str
+    ) -> APIStatusError:
+        body = response.content
+        server_message = _server_message(body)
+        h = response.headers
+        return status_error(
+            response.status_code,
+            body=excerpt(body),
+            message=server_message,
+            request_id=request_id or client_request_id,
+            retry_after=parse_retry_after(h),
+            headers=dict(h),
+            url=url,
+            client_request_id=client_request_id,
+            model_status_code=_as_int(h.get(HEADER_MODEL_ERROR_STATUS)),
+            model_reason=h.get(HEADER_MODEL_ERROR_REASON),
+        )
+
+
+def load_client(path: str | os.PathLike[str], **overrides: Any) -> EndpointClient:
+    """Build an :class:`EndpointClient` from a file written by :meth:`EndpointClient.save`.
+
+    The key is read from the environment variable the file names (``api_key_env``, by default
+    ``AZUREML_ENDPOINT_API_KEY``); keyword arguments override any saved setting.
+    """
+    return EndpointClient.from_config(path, **overrides)

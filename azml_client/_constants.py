@@ -1,0 +1,77 @@
+"""Every default of azml-client in one place.
+
+Each value here is a client default that a constructor argument or a per-call keyword overrides.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Final
+
+#: Seconds allowed for one attempt (connect, send, wait for the answer, read it).
+DEFAULT_TIMEOUT: Final = 60.0
+#: Seconds allowed to open a TCP/TLS connection.
+DEFAULT_CONNECT_TIMEOUT: Final = 10.0
+#: Retries after the first attempt (0 disables retrying).
+DEFAULT_MAX_RETRIES: Final = 2
+#: First backoff step and the cap of the exponential backoff, in seconds.
+DEFAULT_BACKOFF_BASE: Final = 0.5
+DEFAULT_BACKOFF_MAX: Final = 8.0
+#: A server-requested wait longer than this fails at once instead of sleeping.
+DEFAULT_MAX_RETRY_AFTER: Final = 60.0
+
+#: Connection pool.
+DEFAULT_MAX_CONNECTIONS: Final = 100
+DEFAULT_MAX_KEEPALIVE_CONNECTIONS: Final = 100
+DEFAULT_KEEPALIVE_EXPIRY: Final = 30.0
+
+#: How many bytes of a response body an exception or a log line keeps.
+BODY_EXCERPT_LIMIT: Final = 2048
+
+#: Tokens from a credential are refreshed when they expire within this many seconds.
+TOKEN_REFRESH_MARGIN: Final = 300.0
+#: The Entra ID scope of Azure ML data-plane calls (dedicated and serverless endpoints).
+AZUREML_TOKEN_SCOPE: Final = "https://ml.azure.com/.default"
+
+#: Environment variables, as the LangChain integration reads them.
+ENV_ENDPOINT_URL: Final = "AZUREML_ENDPOINT_URL"
+ENV_API_KEY: Final = "AZUREML_ENDPOINT_API_KEY"
+ENV_DEPLOYMENT_NAME: Final = "AZUREML_DEPLOYMENT_NAME"
+ENV_API_TYPE: Final = "AZUREML_ENDPOINT_API_TYPE"
+ENV_TIMEOUT: Final = "AZUREML_TIMEOUT"
+
+#: Headers.
+HEADER_DEPLOYMENT: Final = "azureml-model-deployment"
+HEADER_CLIENT_REQUEST_ID: Final = "x-ms-client-request-id"
+HEADER_EXTRA_PARAMETERS: Final = "extra-parameters"
+HEADER_MODEL_ERROR_STATUS: Final = "ms-azureml-model-error-statuscode"
+HEADER_MODEL_ERROR_REASON: Final = "ms-azureml-model-error-reason"
+#: Response headers that carry the server's request id, most specific first.
+SERVER_REQUEST_ID_HEADERS: Final = ("x-request-id", "x-ms-request-id", "apim-request-id")
+
+
+class ApiType(str, enum.Enum):
+    """The kind of endpoint a client talks to."""
+
+    DEDICATED = "dedicated"
+    """A managed online endpoint: ``POST .../score``, body in the model family's own schema."""
+    SERVERLESS = "serverless"
+    """A serverless (pay-as-you-go) endpoint: OpenAI-compatible completions and chat routes."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class ExtraParameters(str, enum.Enum):
+    """What a serverless endpoint does with body fields it does not know (``extra-parameters``)."""
+
+    PASS_THROUGH = "pass-through"
+    DROP = "drop"
+    ERROR = "error"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+#: Deprecated spelling of :attr:`ApiType.DEDICATED` accepted for compatibility.
+DEPRECATED_API_TYPE_ALIASES: Final = {"realtime": ApiType.DEDICATED}

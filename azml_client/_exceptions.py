@@ -1,0 +1,284 @@
+"""The errors azml-client raises.
+
+Every error derives from :class:`AzmlError`, so ``except AzmlError`` catches all of them::
+
+    AzmlError
+    ├── ConfigurationError              bad arguments; raised at construction, names the fix
+    ├── ClientClosedError               the client was used after ``aclose()``
+    ├── APIConnectionError              the request got no answer (never sent, or connection lost)
+    │   └── APITimeoutError             ... because a timeout or the call's deadline ran out
+    ├── APIStatusError                  the endpoint answered with an error status
+    │   ├── BadRequestError             400
+    │   ├── AuthenticationError         401: wrong, missing or expired key / token
+    │   ├── PermissionDeniedError       403
+    │   ├── NotFoundError               404: wrong route, or no deployment with traffic
+    │   ├── RequestTimeoutError         408: the model took longer than request_timeout_ms
+    │   ├── UnprocessableEntityError    422
+    │   ├── ModelError                  424: the model container failed (model status + reason)
+    │   ├── RateLimitError              429: rate limit or too many pending requests
+    │   └── ServerError                 5xx
+    └── ResponseFormatError             the answer did not match the formatter
+        └── EmptyResponseError          HTTP 200 with an empty body (e.g. content-safety block)
+
+Status errors carry ``status_code``, a capped ``body`` excerpt, the server's ``request_id``, the
+client's ``client_request_id``, ``retry_after`` (seconds, when the server said) and ``attempts``.
+They never include request headers, so the key cannot leak through them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ._constants import BODY_EXCERPT_LIMIT
+
+__all__ = [
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "AzmlError",
+    "BadRequestError",
+    "ClientClosedError",
+    "ConfigurationError",
+    "EmptyResponseError",
+    "ModelError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "RequestTimeoutError",
+    "ResponseFormatError",
+    "ServerError",
+    "UnprocessableEntityError",
+    "status_error",
+]
+
+
+def excerpt(body: bytes | str | None, limit: int = BODY_EXCERPT_LIMIT) -> str:
+    """Return at most ``limit`` characters of a body, decoded leniently, marked when cut."""
+    if body is None:
+        return ""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... [{len(text) - limit} more characters]"
+
+
+class AzmlError(Exception):
+    """Root of every error raised by azml-client."""
+
+
+class ConfigurationError(AzmlError, ValueError):
+    """An argument or setting is invalid; the message says what is expected."""
+
+
+class ClientClosedError(AzmlError, RuntimeError):
+    """The client was closed; create a new one or use it inside ``async with``."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(
+            message
+            or "this client is closed: create a new EndpointClient, or keep using the client "
+            "inside its 'async with' block"
+        )
+
+
+class _RequestError(AzmlError):
+    """Shared fields of errors tied to one call."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str | None = None,
+        client_request_id: str | None = None,
+        attempts: int = 1,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.url = url
+        self.client_request_id = client_request_id
+        self.attempts = attempts
+
+
+class APIConnectionError(_RequestError):
+    """No answer came back: the connection failed, was refused or was lost."""
+
+
+class APITimeoutError(APIConnectionError):
+    """A timeout or the call's deadline ran out before an answer came back."""
+
+
+class APIStatusError(_RequestError):
+    """The endpoint answered with an error status."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        body: str = "",
+        request_id: str | None = None,
+        retry_after: float | None = None,
+        headers: Mapping[str, str] | None = None,
+        url: str | None = None,
+        client_request_id: str | None = None,
+        attempts: int = 1,
+    ) -> None:
+        super().__init__(message, url=url, client_request_id=client_request_id, attempts=attempts)
+        self.status_code = status_code
+        self.body = body
+        self.request_id = request_id
+        self.retry_after = retry_after
+        self.headers: dict[str, str] = dict(headers or {})
+
+    def __str__(self) -> str:
+        parts = [f"HTTP {self.status_code}: {self.message}"]
+        if self.request_id:
+            parts.append(f"request id {self.request_id}")
+        if self.retry_after is not None:
+            parts.append(f"retry after {self.retry_after:g}s")
+        if self.attempts > 1:
+            parts.append(f"after {self.attempts} attempts")
+        return " | ".join(parts)
+
+
+class BadRequestError(APIStatusError):
+    """400: the endpoint rejected the request body or a parameter."""
+
+
+class AuthenticationError(APIStatusError):
+    """401: the key or token is wrong, missing or expired."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """403: the credential may not score this endpoint."""
+
+
+class NotFoundError(APIStatusError):
+    """404: wrong route, unknown deployment, or no deployment with positive traffic."""
+
+
+class RequestTimeoutError(APIStatusError):
+    """408: the model ran longer than the deployment's ``request_timeout_ms``."""
+
+
+class UnprocessableEntityError(APIStatusError):
+    """422: a parameter or value the model does not support."""
+
+
+class ModelError(APIStatusError):
+    """424: the model container answered with an error; see ``model_status_code``."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        model_status_code: int | None = None,
+        model_reason: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.model_status_code = model_status_code
+        self.model_reason = model_reason
+
+    def __str__(self) -> str:
+        base = super().__str__()
+        if self.model_status_code is None and not self.model_reason:
+            return base
+        return f"{base} | model status {self.model_status_code} ({self.model_reason or '?'})"
+
+
+class RateLimitError(APIStatusError):
+    """429: the endpoint's rate limit or its pending-request limit was hit."""
+
+
+class ServerError(APIStatusError):
+    """5xx: the endpoint or the Azure ML infrastructure failed."""
+
+
+class ResponseFormatError(AzmlError):
+    """The endpoint's answer does not have the shape the formatter expects."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        formatter: str = "",
+        api_type: str = "",
+        body: str = "",
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.formatter = formatter
+        self.api_type = api_type
+        self.body = body
+        self.request_id = request_id
+
+    def __str__(self) -> str:
+        where = f"formatter {self.formatter!r}" if self.formatter else "formatter"
+        if self.api_type:
+            where += f" ({self.api_type})"
+        text = f"{where}: {self.message}"
+        if self.body:
+            text += f" | body: {excerpt(self.body, 300)}"
+        if self.request_id:
+            text += f" | request id {self.request_id}"
+        return text
+
+
+class EmptyResponseError(ResponseFormatError):
+    """HTTP 200 with an empty answer, as a content-safety block or a container failure gives."""
+
+
+_BY_STATUS: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    408: RequestTimeoutError,
+    422: UnprocessableEntityError,
+    424: ModelError,
+    429: RateLimitError,
+}
+
+_ADVICE: dict[int, str] = {
+    400: "the endpoint rejected the request: check the formatter and the parameters",
+    401: "check the key (AZUREML_ENDPOINT_API_KEY) or the token provider",
+    403: "the credential lacks the score permission on this endpoint",
+    404: "check the URL route and the deployment name",
+    408: "the model exceeded the deployment's request_timeout_ms; raise it or send less",
+    422: "a parameter or value is not supported by this model",
+    424: "the model container failed; see model_status_code and model_reason",
+    429: "the endpoint is rate limiting; lower concurrency or wait retry_after seconds",
+}
+
+
+def status_error(
+    status_code: int,
+    *,
+    body: str = "",
+    message: str | None = None,
+    model_status_code: int | None = None,
+    model_reason: str | None = None,
+    **kwargs: Any,
+) -> APIStatusError:
+    """Build the typed error for an HTTP status (the one place statuses map to classes)."""
+    cls = _BY_STATUS.get(status_code)
+    if cls is None:
+        cls = ServerError if status_code >= 500 else APIStatusError
+    advice = _ADVICE.get(status_code) or (
+        "the endpoint failed; retry later" if status_code >= 500 else "unexpected status"
+    )
+    text = f"{message} ({advice})" if message else advice
+    if cls is ModelError:
+        return ModelError(
+            text,
+            status_code=status_code,
+            body=body,
+            model_status_code=model_status_code,
+            model_reason=model_reason,
+            **kwargs,
+        )
+    return cls(text, status_code=status_code, body=body, **kwargs)
