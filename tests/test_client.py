@@ -69,9 +69,7 @@ def sent_json(route: respx.Route, index: int = -1) -> Any:
 @respx.mock
 async def test_dedicated_completion_body_headers_and_result() -> None:
     route = respx.post(DEDICATED_URL).mock(
-        return_value=httpx.Response(
-            200, json=[{"0": "A song"}], headers={"x-request-id": "srv-1"}
-        )
+        return_value=httpx.Response(200, json=[{"0": "A song"}], headers={"x-request-id": "srv-1"})
     )
     async with dedicated(
         deployment_name="llama-2-7b-1",
@@ -141,12 +139,30 @@ async def test_serverless_routes_follow_the_call_not_the_url() -> None:
 @pytest.mark.parametrize(
     ("url", "chat_url"),
     [
-        ("https://x.eastus2.inference.ai.azure.com", "https://x.eastus2.inference.ai.azure.com/v1/chat/completions"),
-        ("https://x.eastus2.inference.ai.azure.com/v1", "https://x.eastus2.inference.ai.azure.com/v1/chat/completions"),
-        ("https://x.eastus2.inference.ai.azure.com/v1/completions", "https://x.eastus2.inference.ai.azure.com/v1/chat/completions"),
-        ("https://x.eastus2.inference.ai.azure.com/chat/completions", "https://x.eastus2.inference.ai.azure.com/chat/completions"),
-        ("https://r.services.ai.azure.com/models/chat/completions", "https://r.services.ai.azure.com/models/chat/completions"),
-        ("https://r.services.ai.azure.com/models", "https://r.services.ai.azure.com/models/chat/completions"),
+        (
+            "https://x.eastus2.inference.ai.azure.com",
+            "https://x.eastus2.inference.ai.azure.com/v1/chat/completions",
+        ),
+        (
+            "https://x.eastus2.inference.ai.azure.com/v1",
+            "https://x.eastus2.inference.ai.azure.com/v1/chat/completions",
+        ),
+        (
+            "https://x.eastus2.inference.ai.azure.com/v1/completions",
+            "https://x.eastus2.inference.ai.azure.com/v1/chat/completions",
+        ),
+        (
+            "https://x.eastus2.inference.ai.azure.com/chat/completions",
+            "https://x.eastus2.inference.ai.azure.com/chat/completions",
+        ),
+        (
+            "https://r.services.ai.azure.com/models/chat/completions",
+            "https://r.services.ai.azure.com/models/chat/completions",
+        ),
+        (
+            "https://r.services.ai.azure.com/models",
+            "https://r.services.ai.azure.com/models/chat/completions",
+        ),
     ],
 )
 def test_serverless_url_forms(url: str, chat_url: str) -> None:
@@ -256,7 +272,9 @@ async def test_status_errors_are_typed(status: int, cls: type[APIStatusError]) -
 @respx.mock
 async def test_retry_after_is_exposed_on_rate_limit_errors() -> None:
     respx.post(DEDICATED_URL).mock(
-        return_value=httpx.Response(429, json={"message": "slow"}, headers={"retry-after-ms": "1500"})
+        return_value=httpx.Response(
+            429, json={"message": "slow"}, headers={"retry-after-ms": "1500"}
+        )
     )
     async with dedicated() as client:
         with pytest.raises(RateLimitError) as info:

@@ -173,7 +173,9 @@ def test_save_load_custom_formatter_by_import_path(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AZUREML_ENDPOINT_API_KEY", "k")
-    client = EndpointClient(endpoint_url=DEDICATED_URL, api_key="k", formatter=ModuleLevelFormatter())
+    client = EndpointClient(
+        endpoint_url=DEDICATED_URL, api_key="k", formatter=ModuleLevelFormatter()
+    )
     data, loaded = _round_trip(client, tmp_path / "c.json")
     assert data["formatter"] == f"{__name__}:ModuleLevelFormatter"
     assert type(loaded.formatter) is ModuleLevelFormatter
@@ -200,7 +202,9 @@ def test_load_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="not an azml-client config"):
         load_client(other)
     leaked = tmp_path / "leaked.json"
-    leaked.write_text(json.dumps({"azml_client_config": 1, "endpoint_url": DEDICATED_URL, "api_key": "k"}))
+    leaked.write_text(
+        json.dumps({"azml_client_config": 1, "endpoint_url": DEDICATED_URL, "api_key": "k"})
+    )
     with pytest.raises(ConfigurationError, match="holds an API key"):
         load_client(leaked)
 

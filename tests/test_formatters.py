@@ -199,8 +199,17 @@ def test_openai_answers() -> None:
     }
     req = FormatRequest(api_type=S, messages=[{"role": "user", "content": "q"}])
     out = parse("openai", chat, req)
-    assert (out.text, out.finish_reason, out.model, out.id) == ("No", "stop", "llama2-70b-chat", "1")
-    completion = {"id": "2", "model": "", "choices": [{"index": 0, "text": ", yes", "finish_reason": "length"}]}
+    assert (out.text, out.finish_reason, out.model, out.id) == (
+        "No",
+        "stop",
+        "llama2-70b-chat",
+        "1",
+    )
+    completion = {
+        "id": "2",
+        "model": "",
+        "choices": [{"index": 0, "text": ", yes", "finish_reason": "length"}],
+    }
     out = parse("openai", completion, FormatRequest(api_type=S, prompt="p"))
     assert (out.text, out.finish_reason, out.model) == (", yes", "length", None)
 
@@ -259,15 +268,31 @@ def test_invalid_json_is_a_format_error() -> None:
     key=st.sampled_from([i.key for i in list_formatters()]),
     data=st.recursive(
         st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-        lambda children: st.lists(children, max_size=4)
-        | st.dictionaries(
-            st.sampled_from(
-                ["0", "1", "output", "error", "choices", "message", "text", "generated_text",
-                 "status_code", "body", "content", "usage", "details", "finish_reason"]
+        lambda children: (
+            st.lists(children, max_size=4)
+            | st.dictionaries(
+                st.sampled_from(
+                    [
+                        "0",
+                        "1",
+                        "output",
+                        "error",
+                        "choices",
+                        "message",
+                        "text",
+                        "generated_text",
+                        "status_code",
+                        "body",
+                        "content",
+                        "usage",
+                        "details",
+                        "finish_reason",
+                    ]
+                )
+                | st.text(max_size=5),
+                children,
+                max_size=4,
             )
-            | st.text(max_size=5),
-            children,
-            max_size=4,
         ),
         max_leaves=12,
     ),

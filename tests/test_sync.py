@@ -1,0 +1,76 @@
+"""SyncEndpointClient: the same calls, blocking; also from a thread that runs an event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import httpx
+import pytest
+import respx
+
+from azml_client import ClientClosedError, RateLimitError, SyncEndpointClient
+
+from .conftest import CANARY_KEY, DEDICATED_URL, SERVERLESS_URL
+
+
+def make(**kwargs: object) -> SyncEndpointClient:
+    kwargs.setdefault("endpoint_url", DEDICATED_URL)
+    kwargs.setdefault("api_key", CANARY_KEY)
+    kwargs.setdefault("max_retries", 0)
+    return SyncEndpointClient(**kwargs)
+
+
+@respx.mock
+def test_sync_complete_chat_invoke() -> None:
+    respx.post(DEDICATED_URL).mock(return_value=httpx.Response(200, json={"output": "hey"}))
+    with make(formatter="llama-chat") as client:
+        assert client.complete("x").text == "hey"
+        assert client.chat([{"role": "user", "content": "x"}]).message.content == "hey"
+        assert client.invoke({"raw": True}) == {"output": "hey"}
+    assert client.is_closed
+
+
+@respx.mock
+def test_sync_errors_are_the_same_types() -> None:
+    respx.post(SERVERLESS_URL).mock(return_value=httpx.Response(429, json={"message": "slow"}))
+    with make(endpoint_url=SERVERLESS_URL) as client, pytest.raises(RateLimitError):
+        client.chat([{"role": "user", "content": "x"}])
+
+
+@respx.mock
+def test_sync_call_from_inside_a_running_event_loop() -> None:
+    """As in Jupyter: the calling thread is running an asyncio loop."""
+    respx.post(DEDICATED_URL).mock(return_value=httpx.Response(200, json=["from the portal"]))
+    client = make()
+
+    async def notebook_cell() -> str:
+        return client.complete("x").text  # a blocking call inside a coroutine
+
+    try:
+        assert asyncio.run(notebook_cell()) == "from the portal"
+    finally:
+        client.close()
+
+
+def test_closed_sync_client() -> None:
+    client = make()
+    client.close()
+    client.close()
+    with pytest.raises(ClientClosedError):
+        client.complete("x")
+    with pytest.raises(ClientClosedError), client:
+        pass
+
+
+def test_close_stops_the_portal_thread() -> None:
+    before = threading.active_count()
+    client = make()
+    client.close()
+    assert threading.active_count() <= before
+
+
+def test_repr_has_no_key() -> None:
+    with make() as client:
+        assert CANARY_KEY not in repr(client)
+        assert repr(client).startswith("SyncEndpointClient(")
