@@ -31,11 +31,15 @@ from ._exceptions import RateLimitError as RateLimitError
 from ._exceptions import RequestTimeoutError as RequestTimeoutError
 from ._exceptions import ResponseFormatError as ResponseFormatError
 from ._exceptions import ServerError as ServerError
+from ._exceptions import StreamInterruptedError as StreamInterruptedError
 from ._exceptions import UnprocessableEntityError as UnprocessableEntityError
+from ._streaming import AsyncStream as AsyncStream
 from ._sync import SyncEndpointClient as SyncEndpointClient
+from ._sync import SyncStream as SyncStream
 from ._types import ChatCompletion as ChatCompletion
 from ._types import ChatMessage as ChatMessage
 from ._types import Completion as Completion
+from ._types import StreamChunk as StreamChunk
 from ._types import Usage as Usage
 from .formatters import BartContentFormatter as BartContentFormatter
 from .formatters import ContentFormatterBase as ContentFormatterBase
@@ -65,6 +69,7 @@ __all__ = [
     "APIStatusError",
     "APITimeoutError",
     "ApiType",
+    "AsyncStream",
     "AuthenticationError",
     "AzmlError",
     "BadRequestError",
@@ -98,7 +103,10 @@ __all__ = [
     "RequestTimeoutError",
     "ResponseFormatError",
     "ServerError",
+    "StreamChunk",
+    "StreamInterruptedError",
     "SyncEndpointClient",
+    "SyncStream",
     "TGIContentFormatter",
     "UnprocessableEntityError",
     "Usage",

@@ -44,6 +44,7 @@ from ._exceptions import (
     status_error,
 )
 from ._retry import RetryPolicy, backoff, is_retryable_error, parse_retry_after
+from ._streaming import AsyncStream
 from ._types import ChatCompletion, ChatMessage, Completion, Usage
 from .formatters._base import (
     ContentFormatterBase,
@@ -490,7 +491,8 @@ class EndpointClient:
         if not isinstance(body, bytes):
             body = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
-        def parse(raw: bytes, meta: dict[str, Any]) -> Any:
+        def parse(response: httpx.Response, meta: dict[str, Any]) -> Any:
+            raw = response.content
             try:
                 return json.loads(raw)
             except ValueError:
@@ -513,6 +515,75 @@ class EndpointClient:
             deployment_name=deployment_name,
         )
         return data
+
+    def stream(
+        self,
+        prompt_or_messages: str | Sequence[Message],
+        *,
+        stop: str | Sequence[str] | None = None,
+        timeout: float | None = None,
+        idle_timeout: float | None = None,
+        deadline: float | None = None,
+        max_retries: int | None = None,
+        extra_parameters: str | ExtraParameters | None = None,
+        deployment_name: str | None = None,
+        **params: Any,
+    ) -> AsyncStream:
+        """Stream the answer to a prompt (completion) or a message list (chat).
+
+        Returns an :class:`AsyncStream` at once; the request is sent on ``async with`` or on
+        the first iteration, and retried only until the response headers arrive.
+        ``idle_timeout`` bounds the wait between two chunks (default: ``timeout``)::
+
+            async with client.stream([{"role": "user", "content": "Hi"}]) as stream:
+                async for chunk in stream:
+                    print(chunk.text, end="", flush=True)
+        """
+        self._ensure_open()
+        fmt = self._formatter
+        if self.api_type not in fmt.stream_api_types:
+            raise ConfigurationError(
+                f"formatter {fmt.name!r} does not stream on {self.api_type} endpoints: use "
+                "complete()/chat(), or a streaming family ('openai' on serverless, 'tgi')"
+            )
+        merged = self._merge_params(params, stop)
+        if isinstance(prompt_or_messages, str):
+            request = FormatRequest(
+                api_type=self.api_type, prompt=prompt_or_messages, params=merged, stream=True
+            )
+            url = self._routes.completions
+        else:
+            if not fmt.supports_chat:
+                raise ConfigurationError(f"formatter {fmt.name!r} does not support chat")
+            request = FormatRequest(
+                api_type=self.api_type,
+                messages=_check_messages(prompt_or_messages),
+                params=merged,
+                stream=True,
+            )
+            url = self._routes.chat
+        body = encode_request(fmt, request)
+
+        async def opener() -> tuple[httpx.Response, dict[str, Any]]:
+            return await self._send(
+                url,
+                body,
+                lambda response, meta: response,
+                timeout=timeout,
+                deadline=deadline,
+                max_retries=max_retries,
+                extra_parameters=extra_parameters,
+                deployment_name=deployment_name,
+                stream=True,
+            )
+
+        return AsyncStream(
+            opener,
+            fmt,
+            request,
+            idle_timeout=idle_timeout or timeout or self._settings.timeout,
+            url=url,
+        )
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -548,9 +619,9 @@ class EndpointClient:
     ) -> tuple[ParsedOutput, Any, dict[str, Any]]:
         body = encode_request(self._formatter, request)
 
-        def parse(raw: bytes, meta: dict[str, Any]) -> tuple[ParsedOutput, Any]:
+        def parse(response: httpx.Response, meta: dict[str, Any]) -> tuple[ParsedOutput, Any]:
             try:
-                return decode_response(self._formatter, raw, request)
+                return decode_response(self._formatter, response.content, request)
             except (APIStatusError, ResponseFormatError) as exc:
                 exc.request_id = meta["request_id"]
                 raise
@@ -571,18 +642,20 @@ class EndpointClient:
         self,
         url: str,
         body: bytes,
-        parse: Callable[[bytes, dict[str, Any]], _T],
+        parse: Callable[[httpx.Response, dict[str, Any]], _T],
         *,
         timeout: float | None,
         deadline: float | None,
         max_retries: int | None,
         extra_parameters: str | ExtraParameters | None,
         deployment_name: str | None,
+        stream: bool = False,
     ) -> tuple[_T, dict[str, Any]]:
-        """POST with retries; return ``(parse(raw, meta), meta)``.
+        """POST with retries; return ``(parse(response, meta), meta)``.
 
         ``parse`` runs inside the retry loop, so an error reported inside a 200 answer is
-        retried like the same HTTP status would be.
+        retried like the same HTTP status would be. With ``stream=True`` the response is
+        returned open, its body unread: retries happen only until the headers arrive.
         """
         self._ensure_open()
         s = self._settings
@@ -594,6 +667,8 @@ class EndpointClient:
         if retries < 0:
             raise ConfigurationError("max_retries must be >= 0 (0 disables retrying)")
         headers = self._call_headers(extra_parameters, deployment_name)
+        if stream:
+            headers["Accept"] = "text/event-stream, application/json"
         client_request_id = headers[HEADER_CLIENT_REQUEST_ID]
         deadline_at = None if total is None else time.monotonic() + total
         attempts = 0
@@ -601,15 +676,15 @@ class EndpointClient:
         async def attempt() -> tuple[_T, dict[str, Any]]:
             nonlocal attempts
             attempts += 1
-            raw, request_id = await self._attempt(
-                url, body, headers, attempt_timeout, deadline_at, client_request_id
+            response = await self._attempt(
+                url, body, headers, attempt_timeout, deadline_at, client_request_id, stream
             )
             meta: dict[str, Any] = {
-                "request_id": request_id or client_request_id,
+                "request_id": _server_request_id(response.headers) or client_request_id,
                 "client_request_id": client_request_id,
                 "attempts": attempts,
             }
-            return parse(raw, meta), meta
+            return parse(response, meta), meta
 
         try:
             if retries == 0:
@@ -696,8 +771,12 @@ class EndpointClient:
         timeout: float,
         deadline_at: float | None,
         client_request_id: str,
-    ) -> tuple[bytes, str | None]:
-        """One HTTP attempt; maps every lower-layer failure to our exceptions."""
+        stream: bool,
+    ) -> httpx.Response:
+        """One HTTP attempt; maps every lower-layer failure to our exceptions.
+
+        Returns the response read and closed, or, with ``stream=True``, open and unread.
+        """
         self._ensure_open()
         budget = timeout
         if deadline_at is not None:
@@ -709,17 +788,23 @@ class EndpointClient:
         authorization = await self._auth.authorization()
         if authorization is not None:
             headers = {**headers, "Authorization": authorization}
+        request = self._http.build_request(
+            "POST",
+            url,
+            content=body,
+            headers=headers,
+            params=self._params or None,
+            timeout=httpx.Timeout(budget, connect=min(budget, self._settings.connect_timeout)),
+        )
+        response: httpx.Response | None = None
+        handed_over = False
         try:
             with anyio.fail_after(budget):
-                response = await self._http.post(
-                    url,
-                    content=body,
-                    headers=headers,
-                    params=self._params or None,
-                    timeout=httpx.Timeout(
-                        budget, connect=min(budget, self._settings.connect_timeout)
-                    ),
-                )
+                response = await self._http.send(request, stream=True)
+                if not stream or response.status_code >= 400:
+                    await response.aread()
+                else:
+                    handed_over = True
         except TimeoutError:
             raise APITimeoutError(f"no answer within {budget:.3g}s", url=url) from None
         except httpx.TimeoutException as exc:
@@ -730,12 +815,17 @@ class EndpointClient:
             raise APIConnectionError(
                 f"could not reach the endpoint ({type(exc).__name__}: {exc})", url=url
             ) from None
-        request_id = _server_request_id(response.headers)
+        finally:
+            # Whatever happened, only a stream handed to the caller stays open.
+            if response is not None and not handed_over:
+                await response.aclose()
         if response.status_code >= 400:
             if response.status_code == 401:
                 self._auth.invalidate()
-            raise self._status_error(response, request_id, url, client_request_id)
-        return response.content, request_id
+            raise self._status_error(
+                response, _server_request_id(response.headers), url, client_request_id
+            )
+        return response
 
     @staticmethod
     def _status_error(

@@ -6,7 +6,8 @@ Every error derives from :class:`AzmlError`, so ``except AzmlError`` catches all
     ├── ConfigurationError              bad arguments; raised at construction, names the fix
     ├── ClientClosedError               the client was used after ``aclose()``
     ├── APIConnectionError              the request got no answer (never sent, or connection lost)
-    │   └── APITimeoutError             ... because a timeout or the call's deadline ran out
+    │   ├── APITimeoutError             ... because a timeout or the call's deadline ran out
+    │   └── StreamInterruptedError      a stream was cut before its end marker
     ├── APIStatusError                  the endpoint answered with an error status
     │   ├── BadRequestError             400
     │   ├── AuthenticationError         401: wrong, missing or expired key / token
@@ -49,6 +50,7 @@ __all__ = [
     "RequestTimeoutError",
     "ResponseFormatError",
     "ServerError",
+    "StreamInterruptedError",
     "UnprocessableEntityError",
     "status_error",
 ]
@@ -107,6 +109,10 @@ class APIConnectionError(_RequestError):
 
 class APITimeoutError(APIConnectionError):
     """A timeout or the call's deadline ran out before an answer came back."""
+
+
+class StreamInterruptedError(APIConnectionError):
+    """The server closed a stream before its end marker: the answer is incomplete."""
 
 
 class APIStatusError(_RequestError):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from functools import partial
 from typing import Any
@@ -19,7 +19,8 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from ._client import EndpointClient, Message
 from ._config import ClientSettings
 from ._exceptions import ClientClosedError
-from ._types import ChatCompletion, Completion
+from ._streaming import AsyncStream
+from ._types import ChatCompletion, Completion, StreamChunk, Usage
 from .formatters._base import ContentFormatterBase
 
 __all__ = ["SyncEndpointClient"]
@@ -27,6 +28,61 @@ __all__ = ["SyncEndpointClient"]
 
 def _stop_portal(cm: AbstractContextManager[BlockingPortal]) -> None:
     cm.__exit__(None, None, None)
+
+
+class SyncStream:
+    """Blocking view of an :class:`AsyncStream`: an iterator and a context manager.
+
+    Each chunk is fetched on the client's portal thread; leaving the ``with`` block, ``break``
+    followed by ``close()``, or an exception releases the connection.
+    """
+
+    def __init__(self, portal: BlockingPortal, stream: AsyncStream) -> None:
+        self._portal = portal
+        self._stream = stream
+        self._iterator: AsyncIterator[StreamChunk] | None = None
+
+    def __enter__(self) -> SyncStream:
+        self._portal.call(self._stream.__aenter__)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[StreamChunk]:
+        iterator = self._stream.__aiter__()
+        self._iterator = iterator
+        try:
+            while True:
+                try:
+                    yield self._portal.call(iterator.__anext__)
+                except StopAsyncIteration:
+                    return
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Release the connection (idempotent)."""
+        iterator, self._iterator = self._iterator, None
+        if iterator is not None and hasattr(iterator, "aclose"):
+            self._portal.call(iterator.aclose)
+        self._portal.call(self._stream.aclose)
+
+    @property
+    def text(self) -> str:
+        return self._stream.text
+
+    @property
+    def finish_reason(self) -> str | None:
+        return self._stream.finish_reason
+
+    @property
+    def usage(self) -> Usage | None:
+        return self._stream.usage
+
+    @property
+    def request_id(self) -> str | None:
+        return self._stream.request_id
 
 
 class SyncEndpointClient:
@@ -71,6 +127,12 @@ class SyncEndpointClient:
     ) -> Any:
         """See :meth:`EndpointClient.invoke`."""
         return self._run(self._client.invoke, payload, **kwargs)
+
+    def stream(self, prompt_or_messages: str | Sequence[Message], **kwargs: Any) -> SyncStream:
+        """See :meth:`EndpointClient.stream`; iterate the result in a ``with`` block."""
+        if not self._finalizer.alive:
+            raise ClientClosedError()
+        return SyncStream(self._portal, self._client.stream(prompt_or_messages, **kwargs))
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """See :meth:`EndpointClient.save`."""

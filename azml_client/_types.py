@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["ChatCompletion", "ChatMessage", "Completion", "Usage"]
+__all__ = ["ChatCompletion", "ChatMessage", "Completion", "StreamChunk", "Usage"]
 
 
 class Usage(BaseModel):
@@ -61,3 +61,17 @@ class ChatCompletion(Completion):
 
     message: ChatMessage = Field(default_factory=lambda: ChatMessage(role="assistant"))
     tool_calls: list[Any] | None = None
+
+
+class StreamChunk(BaseModel):
+    """One piece of a streamed answer: the new text, and on the last chunk the finish reason."""
+
+    model_config = ConfigDict(extra="allow")
+
+    text: str = ""
+    finish_reason: str | None = None
+    #: Sent by some endpoints on the last chunk (``stream_options.include_usage``).
+    usage: Usage | None = None
+    #: 0-based position of this chunk in the stream.
+    index: int = 0
+    raw: Any = Field(default=None, repr=False)

@@ -82,6 +82,10 @@ class ContentFormatterBase:
     #: Whether :meth:`EndpointClient.complete` and :meth:`EndpointClient.chat` are supported.
     supports_completion: ClassVar[bool] = True
     supports_chat: ClassVar[bool] = False
+    #: Endpoint kinds on which the family answers ``stream: true`` with Server-Sent Events.
+    stream_api_types: ClassVar[tuple[ApiType, ...]] = ()
+    #: The data line that ends a stream (``None``: the chunk with a finish reason ends it).
+    stream_done_marker: ClassVar[str | None] = "[DONE]"
 
     @property
     def name(self) -> str:
@@ -105,6 +109,14 @@ class ContentFormatterBase:
         raise NotImplementedError(
             f"{type(self).__name__} must override parse_response() or format_response_payload()"
         )
+
+    def parse_stream_event(self, data: Any, request: FormatRequest) -> ParsedOutput | None:
+        """Read one decoded SSE ``data`` object of a stream: the text delta it carries.
+
+        Return ``None`` for events that carry nothing for the caller (keep-alives, role-only
+        deltas are fine to return with empty text).
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not stream")
 
     # -- seed style (kept working unchanged) -------------------------------------------------
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 from typing import Any, ClassVar, Literal
 
 from .._constants import ApiType
-from .._exceptions import ConfigurationError
+from .._exceptions import ConfigurationError, status_error
 from ._base import ContentFormatterBase, FormatRequest, ParsedOutput
-from ._openai import openai_body, parse_openai, rename_param
+from ._openai import openai_body, parse_openai, parse_openai_chunk, rename_param
 from ._shapes import parse_chat_output, parse_generation
 
 __all__ = [
@@ -135,6 +135,10 @@ class CustomOpenAIContentFormatter(_Family):
     family = "llama"
     default_schema = "v2"
     supported_api_types = (ApiType.DEDICATED, ApiType.SERVERLESS)
+    stream_api_types = (ApiType.SERVERLESS,)  # OpenAI chunks; /score does not stream
+
+    def parse_stream_event(self, data: Any, request: FormatRequest) -> ParsedOutput | None:
+        return parse_openai_chunk(self, data, request)
 
     def build_request(self, request: FormatRequest) -> Any:
         if request.api_type is ApiType.SERVERLESS:
@@ -158,6 +162,10 @@ class CustomOpenAIChatContentFormatter(_Family):
     default_schema = "v2"
     supported_api_types = (ApiType.DEDICATED, ApiType.SERVERLESS)
     supports_chat = True
+    stream_api_types = (ApiType.SERVERLESS,)  # OpenAI chunks; /score does not stream
+
+    def parse_stream_event(self, data: Any, request: FormatRequest) -> ParsedOutput | None:
+        return parse_openai_chunk(self, data, request)
 
     def build_request(self, request: FormatRequest) -> Any:
         if request.api_type is ApiType.SERVERLESS:
@@ -209,6 +217,29 @@ class TGIContentFormatter(_Family):
 
     family = "tgi"
     default_schema = "v1"
+    stream_api_types = (ApiType.DEDICATED,)
+    stream_done_marker = None  # TGI ends with the event that carries ``details``
+
+    def parse_stream_event(self, data: Any, request: FormatRequest) -> ParsedOutput | None:
+        """``{"token": {"text", "special"}, "generated_text": ..., "details": ...}``."""
+        if not isinstance(data, dict):
+            raise self.format_error("a TGI stream event is not a JSON object", data, request)
+        if "error" in data:
+            raise status_error(
+                422 if data.get("error_type") == "validation" else 500,
+                body=str(data.get("error"))[:2048],
+                message=f"the model reported: {str(data.get('error'))[:200]}",
+            )
+        token = data.get("token")
+        if not isinstance(token, dict):
+            raise self.format_error("a TGI stream event has no 'token'", data, request)
+        text = "" if token.get("special") else token.get("text", "")
+        details = data.get("details")
+        finish = None
+        if isinstance(details, dict) and details.get("finish_reason") is not None:
+            reason = str(details["finish_reason"])
+            finish = {"eos_token": "stop", "stop_sequence": "stop"}.get(reason, reason)
+        return ParsedOutput(text=text if isinstance(text, str) else "", finish_reason=finish)
 
     def build_request(self, request: FormatRequest) -> Any:
         body: dict[str, Any] = {"inputs": request.prompt}

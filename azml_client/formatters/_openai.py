@@ -10,7 +10,7 @@ from .._exceptions import status_error
 from ._base import ContentFormatterBase, FormatRequest, ParsedOutput
 from ._shapes import raise_empty
 
-__all__ = ["OpenAIContentFormatter", "openai_body", "parse_openai"]
+__all__ = ["OpenAIContentFormatter", "openai_body", "parse_openai", "parse_openai_chunk"]
 
 
 def rename_param(params: Mapping[str, Any], old: str, new: str) -> dict[str, Any]:
@@ -96,6 +96,36 @@ def parse_openai(
     )
 
 
+def parse_openai_chunk(
+    formatter: ContentFormatterBase, data: Any, request: FormatRequest
+) -> ParsedOutput | None:
+    """Read one streamed chunk: ``choices[0].delta.content`` (chat) or ``choices[0].text``.
+
+    A chunk with empty ``choices`` may carry the final ``usage``.
+    """
+    if not isinstance(data, Mapping):
+        raise formatter.format_error("a stream chunk is not a JSON object", data, request)
+    _error_in_body(data)
+    usage = data.get("usage")
+    usage = usage if isinstance(usage, Mapping) else None
+    choices = data.get("choices")
+    if not choices:
+        return ParsedOutput(text="", usage=usage) if usage else None
+    if not isinstance(choices, list) or not isinstance(choices[0], Mapping):
+        raise formatter.format_error("a stream chunk has malformed 'choices'", data, request)
+    choice = choices[0]
+    delta = choice.get("delta")
+    text = delta.get("content") if isinstance(delta, Mapping) else choice.get("text")
+    finish = choice.get("finish_reason")
+    if text is not None and not isinstance(text, str):
+        raise formatter.format_error("a stream chunk's text is not a string", data, request)
+    return ParsedOutput(
+        text=text or "",
+        finish_reason=finish if isinstance(finish, str) else None,
+        usage=usage,
+    )
+
+
 class OpenAIContentFormatter(ContentFormatterBase):
     """OpenAI-compatible serverless endpoints (Llama, Mistral, Phi, Cohere, ... as a service).
 
@@ -106,6 +136,7 @@ class OpenAIContentFormatter(ContentFormatterBase):
     family: ClassVar[str] = "openai"
     supported_api_types: ClassVar[tuple[ApiType, ...]] = (ApiType.SERVERLESS,)
     supports_chat: ClassVar[bool] = True
+    stream_api_types: ClassVar[tuple[ApiType, ...]] = (ApiType.SERVERLESS,)
 
     @property
     def name(self) -> str:
@@ -116,3 +147,6 @@ class OpenAIContentFormatter(ContentFormatterBase):
 
     def parse_response(self, data: Any, request: FormatRequest) -> ParsedOutput:
         return parse_openai(self, data, request)
+
+    def parse_stream_event(self, data: Any, request: FormatRequest) -> ParsedOutput | None:
+        return parse_openai_chunk(self, data, request)
