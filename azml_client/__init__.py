@@ -10,6 +10,9 @@
         print(out.text)
 """
 
+from ._batch import BatchResults as BatchResults
+from ._batch import BatchRun as BatchRun
+from ._batch import BatchStats as BatchStats
 from ._client import EndpointClient as EndpointClient
 from ._client import load_client as load_client
 from ._config import ClientSettings as ClientSettings
@@ -74,6 +77,9 @@ __all__ = [
     "AzmlError",
     "BadRequestError",
     "BartContentFormatter",
+    "BatchResults",
+    "BatchRun",
+    "BatchStats",
     "ChatCompletion",
     "ChatMessage",
     "ClientClosedError",

@@ -11,7 +11,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping, Sequence, Sized
 from typing import Any, TypeVar
 
 import anyio
@@ -20,6 +20,7 @@ from pydantic import SecretStr
 from tenacity import AsyncRetrying, RetryCallState
 
 from ._auth import Auth, KeyAuth, NoAuth, TokenAuth
+from ._batch import BatchResults, BatchRun, Concurrency, collect
 from ._config import ClientSettings, Routes, resolve_routes
 from ._constants import (
     AZUREML_TOKEN_SCOPE,
@@ -584,6 +585,88 @@ class EndpointClient:
             idle_timeout=idle_timeout or timeout or self._settings.timeout,
             url=url,
         )
+
+    # -- bulk --------------------------------------------------------------------------------
+
+    def map(
+        self,
+        items: Iterable[Any] | AsyncIterable[Any],
+        *,
+        concurrency: Concurrency = "auto",
+        max_rps: float | None = None,
+        max_tpm: float | None = None,
+        max_retries: int | None = None,
+        max_rate_limit_retries: int = 50,
+        return_exceptions: bool = True,
+        **params: Any,
+    ) -> BatchRun:
+        """Run many prompts or chats; iterate ``(index, result)`` as they complete.
+
+        ``items`` may be any sync or async iterable, far larger than memory: items are pulled
+        only as capacity frees. Each item is a prompt string, a list of messages, or a dict with
+        ``"prompt"`` or ``"messages"`` and optional ``"params"``. ``concurrency="auto"`` adapts
+        to the endpoint (see :mod:`azml_client._limiter`); ``max_rps`` / ``max_tpm`` are hard
+        budgets. A failed item's result is its typed exception (or, with
+        ``return_exceptions=False``, the run raises it and cancels the rest). Keyword arguments
+        are model parameters for every item (an item's own ``params`` win)::
+
+            async with client.map(prompts, max_rps=20) as run:
+                async for index, result in run:
+                    ...
+            print(run.stats)
+        """
+        self._ensure_open()
+        s = self._settings
+        common = dict(params)
+
+        async def call(kind: str, payload: Any, item_params: dict[str, Any]) -> Completion:
+            merged = {**common, **item_params}
+            if kind == "chat":
+                return await self.chat(payload, max_retries=0, **merged)
+            return await self.complete(payload, max_retries=0, **merged)
+
+        return BatchRun(
+            call,
+            items,
+            concurrency=concurrency,
+            max_concurrency=max(1, s.max_connections),
+            max_rps=max_rps,
+            max_tpm=max_tpm,
+            max_retries=s.max_retries if max_retries is None else max_retries,
+            max_rate_limit_retries=max_rate_limit_retries,
+            backoff_base=s.backoff_base,
+            backoff_max=s.backoff_max,
+            return_exceptions=return_exceptions,
+        )
+
+    async def batch(
+        self,
+        items: Iterable[Any] | AsyncIterable[Any],
+        *,
+        concurrency: Concurrency = "auto",
+        max_rps: float | None = None,
+        max_tpm: float | None = None,
+        max_retries: int | None = None,
+        return_exceptions: bool = True,
+        progress: bool = False,
+        **params: Any,
+    ) -> BatchResults:
+        """Run many prompts or chats and return the results in input order (see :meth:`map`).
+
+        ``results.stats`` tells what happened: sent, succeeded, failed, retried, 429s, req/s
+        and the concurrency over time. ``progress=True`` prints a progress line on stderr.
+        """
+        total = len(items) if isinstance(items, Sized) else None
+        run = self.map(
+            items,
+            concurrency=concurrency,
+            max_rps=max_rps,
+            max_tpm=max_tpm,
+            max_retries=max_retries,
+            return_exceptions=return_exceptions,
+            **params,
+        )
+        return await collect(run, progress=progress, total=total)
 
     # -- internals ---------------------------------------------------------------------------
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import os
 import weakref
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from functools import partial
 from typing import Any
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
+from ._batch import BatchResults
 from ._client import EndpointClient, Message
 from ._config import ClientSettings
 from ._exceptions import ClientClosedError
@@ -133,6 +134,26 @@ class SyncEndpointClient:
         if not self._finalizer.alive:
             raise ClientClosedError()
         return SyncStream(self._portal, self._client.stream(prompt_or_messages, **kwargs))
+
+    def batch(self, items: Iterable[Any], **kwargs: Any) -> BatchResults:
+        """See :meth:`EndpointClient.batch`: results in input order, with ``.stats``."""
+        result: BatchResults = self._run(self._client.batch, items, **kwargs)
+        return result
+
+    def map(self, items: Iterable[Any], **kwargs: Any) -> Iterator[tuple[int, Any]]:
+        """See :meth:`EndpointClient.map`: ``(index, result)`` pairs as they complete."""
+        if not self._finalizer.alive:
+            raise ClientClosedError()
+        run = self._client.map(items, **kwargs)
+        iterator = run.__aiter__()
+        try:
+            while True:
+                try:
+                    yield self._portal.call(iterator.__anext__)
+                except StopAsyncIteration:
+                    return
+        finally:
+            self._portal.call(run.aclose)
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """See :meth:`EndpointClient.save`."""

@@ -1,0 +1,181 @@
+"""Rate and concurrency control for bulk runs (decisions are plain methods; time is injected).
+
+* :class:`TokenBucket`: a budget that refills at ``rate`` per second up to ``capacity``; used for
+  the caller's explicit ``max_rps`` and ``max_tpm``, which are never exceeded.
+* :class:`AdaptiveLimiter`: what ``concurrency="auto"`` means.
+
+  - Concurrency grows by slow start (doubling per window of successes) and then additively,
+    and shrinks by half on overload signals (503, 408, timeouts, "too many pending requests").
+  - A rate limit (429) sets a pacing rate: the successes per second measured just before it,
+    times 0.97 (when the endpoint is saturated, that is its limit), and the pacing then probes
+    upwards by 2 % per second without a 429. Only 429s from requests sent after the last
+    adjustment count, so one burst of 429s is one signal.
+  - ``Retry-After`` pauses every worker until then, so they do not collide again one by one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import anyio
+
+__all__ = ["AdaptiveLimiter", "Signal", "TokenBucket"]
+
+Clock = Callable[[], float]
+
+
+class TokenBucket:
+    """``rate`` tokens per second, at most ``capacity`` saved up. Debt is allowed (reconcile)."""
+
+    def __init__(self, rate: float, capacity: float | None = None, clock: Clock = time.monotonic):
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self.rate = rate
+        self.capacity = capacity if capacity is not None else max(1.0, rate)
+        self._clock = clock
+        self._tokens = self.capacity
+        self._stamp = clock()
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self.rate)
+        self._stamp = now
+
+    def reserve(self, amount: float = 1.0) -> float:
+        """Take ``amount`` now (possibly into debt); return the seconds to wait before using it."""
+        self._refill()
+        self._tokens -= amount
+        return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
+
+    def adjust(self, delta: float) -> None:
+        """Give back (positive) or charge (negative) tokens after the fact."""
+        self._refill()
+        self._tokens = min(self.capacity, self._tokens + delta)
+
+    async def acquire(self, amount: float = 1.0) -> None:
+        wait = self.reserve(amount)
+        if wait > 0:
+            await anyio.sleep(wait)
+
+
+class Signal:
+    """What one attempt told the limiter."""
+
+    SUCCESS = "success"
+    RATE_LIMITED = "rate_limited"  # 429
+    OVERLOADED = "overloaded"  # 503, 408, pending-request 429, timeouts
+    ERROR = "error"  # anything else: no change
+
+
+@dataclass
+class AdaptiveLimiter:
+    """Concurrency limit + pacing rate + shared pause, adapted from the endpoint's answers."""
+
+    initial: int = 8
+    maximum: int = 256
+    minimum: int = 1
+    clock: Clock = time.monotonic
+    #: Fixed concurrency (``concurrency=N``): no adaptation of the limit.
+    fixed: bool = False
+
+    limit: int = field(init=False)
+    rate: float | None = field(default=None, init=False)
+    pause_until: float = field(default=0.0, init=False)
+    history: list[tuple[float, int]] = field(default_factory=list, init=False)
+
+    def __post_init__(self) -> None:
+        self.limit = max(self.minimum, min(self.initial, self.maximum))
+        self._start = self.clock()
+        self._ssthresh: float = float("inf")
+        self._window_successes = 0
+        self._last_adjust = self._start
+        self._last_rate_probe = self._start
+        self._successes: deque[float] = deque()
+        self._sends: deque[float] = deque()
+        self._next_send = self._start
+        #: False while the pacing rate is a guess made before a full second of history.
+        self._reliable = False
+        self._record()
+
+    # -- observations -----------------------------------------------------------------------
+
+    def _record(self) -> None:
+        self.history.append((round(self.clock() - self._start, 3), self.limit))
+
+    def _success_rate(self, now: float, window: float = 1.0) -> float | None:
+        while self._successes and self._successes[0] < now - window:
+            self._successes.popleft()
+        if now - self._start < window:
+            return None
+        return len(self._successes) / window
+
+    def observe(self, signal: str, *, sent_at: float, retry_after: float | None = None) -> None:
+        """Feed the outcome of an attempt sent at ``sent_at``."""
+        now = self.clock()
+        if retry_after is not None and retry_after > 0:
+            self.pause_until = max(self.pause_until, now + retry_after)
+        if signal == Signal.SUCCESS:
+            self._successes.append(now)
+            self._grow(now)
+            return
+        if sent_at < self._last_adjust:
+            return  # sent before the last adjustment: part of the same burst
+        if signal == Signal.RATE_LIMITED:
+            self._last_adjust = now
+            measured = self._success_rate(now)
+            if measured is not None and measured > 0:
+                target = 0.97 * measured
+                self.rate = target if self.rate is None else min(self.rate * 0.97, target)
+                self._reliable = True
+            else:
+                self.rate = max(0.5, 0.5 * (self.rate or self._send_rate(now)))
+                self._reliable = False
+            self._last_rate_probe = now
+        elif signal == Signal.OVERLOADED:
+            self._last_adjust = now
+            if not self.fixed:
+                self._ssthresh = max(self.minimum, self.limit / 2)
+                self.limit = max(self.minimum, self.limit // 2)
+                self._window_successes = 0
+                self._record()
+
+    def _send_rate(self, now: float) -> float:
+        """Sends per second over the last second (or since the start, if shorter)."""
+        while self._sends and self._sends[0] < now - 1.0:
+            self._sends.popleft()
+        return max(1.0, len(self._sends) / max(min(1.0, now - self._start), 0.01))
+
+    def _grow(self, now: float) -> None:
+        if self.rate is not None:
+            # A measured rate is probed gently; an early guess recovers fast if it undershot.
+            period, factor = (1.0, 1.02) if self._reliable else (0.2, 1.25)
+            if now - self._last_rate_probe >= period:
+                self.rate *= factor
+                self._last_rate_probe = now
+        if self.fixed or self.limit >= self.maximum:
+            return
+        self._window_successes += 1
+        if self._window_successes < self.limit:
+            return
+        self._window_successes = 0
+        if self.limit < self._ssthresh:
+            self.limit = min(self.maximum, self.limit * 2)
+        else:
+            self.limit = min(self.maximum, self.limit + 1)
+        self._record()
+
+    # -- gating -----------------------------------------------------------------------------
+
+    def send_delay(self) -> float:
+        """Seconds to wait before the next send (shared pause and pacing); reserves a slot."""
+        now = self.clock()
+        wait = max(0.0, self.pause_until - now)
+        if self.rate is not None:
+            start = max(now + wait, self._next_send)
+            self._next_send = start + 1.0 / self.rate
+            wait = start - now
+        self._sends.append(now + wait)
+        return wait

@@ -1,0 +1,291 @@
+"""Bulk runs over an in-process transport, and the limiter's decisions with a fake clock."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from azml_client import (
+    BadRequestError,
+    ChatCompletion,
+    Completion,
+    ConfigurationError,
+    EndpointClient,
+    RateLimitError,
+    ServerError,
+    SyncEndpointClient,
+)
+from azml_client._limiter import AdaptiveLimiter, Signal, TokenBucket
+
+from .conftest import SERVERLESS_URL
+
+
+def openai_handler(
+    *, fail: dict[str, int] | None = None, delay: float = 0.0, seen: list[str] | None = None
+) -> Any:
+    """Answers echo the prompt; ``fail`` maps a prompt to an error status."""
+    fail = fail or {}
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        prompt = body.get("prompt") or body["messages"][-1]["content"]
+        if seen is not None:
+            seen.append(prompt)
+        if delay:
+            await asyncio.sleep(delay)
+        if prompt in fail:
+            return httpx.Response(fail[prompt], json={"message": f"no {prompt}"})
+        if "messages" in body:
+            choice = {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": f"re:{prompt}"}}
+        else:
+            choice = {"index": 0, "finish_reason": "stop", "text": f"re:{prompt}"}
+        usage = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+        return httpx.Response(200, json={"choices": [choice], "usage": usage})
+
+    return handler
+
+
+def make_client(handler: Any, **kwargs: Any) -> EndpointClient:
+    return EndpointClient(
+        endpoint_url=SERVERLESS_URL,
+        api_key="k",
+        transport=httpx.MockTransport(handler),
+        backoff_base=0.001,
+        **kwargs,
+    )
+
+
+async def test_batch_returns_results_in_input_order_with_failures_in_place() -> None:
+    items: list[Any] = [
+        "a",
+        [{"role": "user", "content": "b"}],
+        {"prompt": "bad", "params": {"temperature": 0}},
+        {"messages": [{"role": "user", "content": "d"}], "params": {"max_tokens": 3}},
+        42,
+    ]
+    async with make_client(openai_handler(fail={"bad": 400}, delay=0.001)) as client:
+        results = await client.batch(items, concurrency=3)
+    assert isinstance(results[0], Completion) and results[0].text == "re:a"
+    assert isinstance(results[1], ChatCompletion) and results[1].text == "re:b"
+    assert isinstance(results[2], BadRequestError) and results[2].status_code == 400
+    assert isinstance(results[3], ChatCompletion) and results[3].text == "re:d"
+    assert isinstance(results[4], ConfigurationError) and "prompt string" in str(results[4])
+    stats = results.stats
+    assert (stats.succeeded, stats.failed, stats.sent) == (3, 2, 4)
+
+
+async def test_per_item_params_and_common_params() -> None:
+    bodies: list[Any] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        bodies.append(json.loads(request.content))
+        return httpx.Response(200, json={"choices": [{"index": 0, "text": "x"}]})
+
+    async with make_client(handler) as client:
+        await client.batch(
+            [{"prompt": "a", "params": {"temperature": 1}}, "b"], temperature=0.2, max_tokens=4
+        )
+    by_prompt = {b["prompt"]: b for b in bodies}
+    assert by_prompt["a"] == {"prompt": "a", "temperature": 1, "max_tokens": 4}
+    assert by_prompt["b"] == {"prompt": "b", "temperature": 0.2, "max_tokens": 4}
+
+
+async def test_retryable_failures_are_retried_and_counted() -> None:
+    calls: dict[str, int] = {}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        prompt = json.loads(request.content)["prompt"]
+        calls[prompt] = calls.get(prompt, 0) + 1
+        if calls[prompt] == 1:
+            return httpx.Response(503)
+        return httpx.Response(200, json={"choices": [{"index": 0, "text": prompt}]})
+
+    async with make_client(handler, max_retries=2) as client:
+        results = await client.batch(["a", "b", "c"])
+    assert [r.text for r in results] == ["a", "b", "c"]  # type: ignore[union-attr]
+    assert all(r.attempts == 2 for r in results)
+    assert results.stats.retried == 3 and results.stats.sent == 6
+
+
+async def test_return_exceptions_false_raises_and_cancels_the_rest() -> None:
+    started: list[str] = []
+    async with make_client(openai_handler(fail={"x": 400}, delay=0.05, seen=started)) as client:
+        with pytest.raises(BadRequestError):
+            await client.batch(["x"] + [f"p{i}" for i in range(50)], concurrency=4, return_exceptions=False)
+    await asyncio.sleep(0)
+    assert len(started) < 51
+    assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
+
+
+async def test_map_yields_as_results_complete_and_pulls_input_lazily() -> None:
+    pulled = 0
+    in_flight = 0
+    peak = 0
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await asyncio.sleep(0.001)
+        in_flight -= 1
+        return httpx.Response(200, json={"choices": [{"index": 0, "text": "ok"}]})
+
+    def prompts() -> Iterator[str]:
+        nonlocal pulled
+        for i in range(2000):
+            pulled += 1
+            yield f"p{i}"
+
+    seen = 0
+    max_ahead = 0
+    async with make_client(handler) as client:
+        run = client.map(prompts(), concurrency=16)
+        async with run:
+            async for _index, result in run:
+                assert isinstance(result, Completion)
+                seen += 1
+                max_ahead = max(max_ahead, pulled - seen)
+    assert seen == 2000
+    # Never more input held than the work in flight plus answers waiting for the consumer.
+    assert max_ahead <= 2 * 16
+    assert peak <= 16
+
+
+async def test_map_accepts_async_iterables() -> None:
+    async def gen() -> AsyncIterator[str]:
+        for i in range(5):
+            yield f"a{i}"
+
+    async with make_client(openai_handler()) as client:
+        got = {i: r.text async for i, r in client.map(gen())}  # type: ignore[union-attr]
+    assert got == {i: f"re:a{i}" for i in range(5)}
+
+
+async def test_breaking_out_cancels_in_flight_work() -> None:
+    async with make_client(openai_handler(delay=0.2)) as client:
+        run = client.map([f"p{i}" for i in range(100)], concurrency=8)
+        async with run:
+            async for _ in run:
+                break
+        pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        assert pending == []
+        assert run.stats.done <= 8
+
+
+async def test_cancelling_the_consumer_leaves_no_task() -> None:
+    async with make_client(openai_handler(delay=5)) as client:
+
+        async def consume() -> None:
+            async with client.map([f"p{i}" for i in range(10)], concurrency=4) as run:
+                async for _ in run:
+                    pass
+
+        task = asyncio.create_task(consume())
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        assert others == []
+
+
+async def test_invalid_batch_options() -> None:
+    async with make_client(openai_handler()) as client:
+        with pytest.raises(ConfigurationError, match="concurrency"):
+            client.map(["a"], concurrency=0)
+        with pytest.raises(ConfigurationError, match="max_rps"):
+            client.map(["a"], max_rps=-1)
+
+
+async def test_rate_limited_items_fail_after_their_own_budget() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(429, json={"message": "limit"}, headers={"retry-after-ms": "1"})
+
+    async with make_client(handler) as client:
+        results = await client.batch(["a"], concurrency=1)
+    # concurrency=1 is fixed: no shared pacing, each retry waits its own Retry-After
+    assert isinstance(results[0], RateLimitError)
+    assert results[0].attempts == 51
+    assert results.stats.rate_limited == 51
+
+
+def test_sync_batch_and_map() -> None:
+    with SyncEndpointClient(
+        endpoint_url=SERVERLESS_URL, api_key="k", transport=httpx.MockTransport(openai_handler(fail={"z": 500})), max_retries=0
+    ) as client:
+        results = client.batch(["x", "y", "z"])
+        assert [getattr(r, "text", None) for r in results] == ["re:x", "re:y", None]
+        assert isinstance(results[2], ServerError)
+        pairs = dict(client.map(["m", "n"]))
+        assert {k: v.text for k, v in pairs.items()} == {0: "re:m", 1: "re:n"}
+
+
+# -- limiter decisions, with a fake clock ------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_token_bucket_never_exceeds_its_rate() -> None:
+    clock = Clock()
+    bucket = TokenBucket(10, capacity=1, clock=clock)
+    waits = [bucket.reserve() for _ in range(5)]
+    assert waits == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4])
+    clock.now += 10
+    assert bucket.reserve() == 0.0
+    bucket.adjust(-5)
+    assert bucket.reserve() == pytest.approx(0.6)  # 5 tokens of debt plus this one
+
+
+def test_slow_start_then_additive_increase_then_halving() -> None:
+    clock = Clock()
+    limiter = AdaptiveLimiter(initial=4, maximum=64, clock=clock)
+    for _ in range(4):
+        limiter.observe(Signal.SUCCESS, sent_at=clock.now)
+    assert limiter.limit == 8
+    for _ in range(8):
+        limiter.observe(Signal.SUCCESS, sent_at=clock.now)
+    assert limiter.limit == 16
+    clock.now += 1
+    limiter.observe(Signal.OVERLOADED, sent_at=clock.now)
+    assert limiter.limit == 8
+    limiter.observe(Signal.OVERLOADED, sent_at=clock.now - 0.5)  # same burst: ignored
+    assert limiter.limit == 8
+    for _ in range(8):
+        limiter.observe(Signal.SUCCESS, sent_at=clock.now)
+    assert limiter.limit == 9  # above ssthresh: additive
+    assert [n for _, n in limiter.history] == [4, 8, 16, 8, 9]
+
+
+def test_rate_limit_sets_pacing_from_the_measured_success_rate() -> None:
+    clock = Clock()
+    limiter = AdaptiveLimiter(initial=8, clock=clock)
+    for _ in range(240):  # 200 successes a second, for 1.2 s
+        clock.now += 0.005
+        limiter.observe(Signal.SUCCESS, sent_at=clock.now)
+    limiter.observe(Signal.RATE_LIMITED, sent_at=clock.now, retry_after=0.25)
+    assert limiter.rate == pytest.approx(0.97 * 200, rel=0.02)
+    assert limiter.pause_until == pytest.approx(clock.now + 0.25)
+    first = limiter.send_delay()
+    second = limiter.send_delay()
+    assert first == pytest.approx(0.25)
+    assert second - first == pytest.approx(1 / limiter.rate)
+
+
+def test_fixed_concurrency_does_not_adapt() -> None:
+    clock = Clock()
+    limiter = AdaptiveLimiter(initial=5, maximum=5, fixed=True, clock=clock)
+    for _ in range(50):
+        limiter.observe(Signal.SUCCESS, sent_at=clock.now)
+    limiter.observe(Signal.OVERLOADED, sent_at=clock.now)
+    assert limiter.limit == 5
