@@ -52,6 +52,8 @@ ItemCaller = Callable[[str, Any, dict[str, Any]], Awaitable[Completion]]
 
 _OVERLOAD_STATUSES = frozenset({408, 502, 503, 504})
 _AUTO_INITIAL = 8
+#: How often a worker held by the pacing rate looks again (the rate may have risen).
+_POLL = 0.05
 
 
 @dataclass
@@ -324,9 +326,13 @@ class BatchRun:
 
     async def _gate(self, tokens: float) -> None:
         """Wait for the shared pause, the pacing rate and the caller's budgets."""
-        delay = self.limiter.send_delay() if self._adaptive else 0.0
+        if self._adaptive:
+            while (delay := self.limiter.send_delay()) > 0:
+                await self._sleep(min(delay, _POLL))
+            self.limiter.took()
+        delay = 0.0
         if self._rps is not None:
-            delay = max(delay, self._rps.reserve(1.0))
+            delay = self._rps.reserve(1.0)
         if self._tpm is not None:
             delay = max(delay, self._tpm.reserve(tokens))
         if delay > 0:

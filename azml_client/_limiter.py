@@ -127,11 +127,18 @@ class AdaptiveLimiter:
             self._last_adjust = now
             measured = self._success_rate(now)
             if measured is not None and measured > 0:
-                target = 0.97 * measured
-                self.rate = target if self.rate is None else min(self.rate * 0.97, target)
+                # Saturated, the success rate is the limit; a cut never exceeds 15 % at once,
+                # so a 429 seen while we were sending slowly (a burst) cannot collapse the rate.
+                current = self.rate if self.rate is not None else measured
+                self.rate = 0.97 * max(measured, 0.85 * current)
+                self.rate = min(self.rate, current)
                 self._reliable = True
             else:
-                self.rate = max(0.5, 0.5 * (self.rate or self._send_rate(now)))
+                # Under a second of history: successes so far (burst included), or half the
+                # send rate, bound the limit from above; each further 429 episode cuts 15 %.
+                elapsed = max(now - self._start, 0.05)
+                guess = max(len(self._successes) / elapsed, 0.5 * self._send_rate(now))
+                self.rate = max(0.5, 0.85 * min(self.rate or guess, guess))
                 self._reliable = False
             self._last_rate_probe = now
         elif signal == Signal.OVERLOADED:
@@ -170,12 +177,21 @@ class AdaptiveLimiter:
     # -- gating -----------------------------------------------------------------------------
 
     def send_delay(self) -> float:
-        """Seconds to wait before the next send (shared pause and pacing); reserves a slot."""
+        """Seconds until the next send may go (shared pause and pacing); reserves nothing.
+
+        Callers poll: wait ``min(delay, a short step)``, ask again, and call :meth:`took` when
+        the delay is 0. So a rate that rises while workers wait takes effect at once, instead
+        of sends booked at an old, slower rate.
+        """
         now = self.clock()
         wait = max(0.0, self.pause_until - now)
         if self.rate is not None:
-            start = max(now + wait, self._next_send)
-            self._next_send = start + 1.0 / self.rate
-            wait = start - now
-        self._sends.append(now + wait)
+            wait = max(wait, self._next_send - now)
         return wait
+
+    def took(self) -> None:
+        """Record a send now."""
+        now = self.clock()
+        if self.rate is not None:
+            self._next_send = max(self._next_send, now) + 1.0 / self.rate
+        self._sends.append(now)

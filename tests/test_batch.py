@@ -41,7 +41,11 @@ def openai_handler(
         if prompt in fail:
             return httpx.Response(fail[prompt], json={"message": f"no {prompt}"})
         if "messages" in body:
-            choice = {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": f"re:{prompt}"}}
+            choice = {
+                "index": 0,
+                "finish_reason": "stop",
+                "message": {"role": "assistant", "content": f"re:{prompt}"},
+            }
         else:
             choice = {"index": 0, "finish_reason": "stop", "text": f"re:{prompt}"}
         usage = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
@@ -116,7 +120,9 @@ async def test_return_exceptions_false_raises_and_cancels_the_rest() -> None:
     started: list[str] = []
     async with make_client(openai_handler(fail={"x": 400}, delay=0.05, seen=started)) as client:
         with pytest.raises(BadRequestError):
-            await client.batch(["x"] + [f"p{i}" for i in range(50)], concurrency=4, return_exceptions=False)
+            await client.batch(
+                ["x"] + [f"p{i}" for i in range(50)], concurrency=4, return_exceptions=False
+            )
     await asyncio.sleep(0)
     assert len(started) < 51
     assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
@@ -214,9 +220,31 @@ async def test_rate_limited_items_fail_after_their_own_budget() -> None:
     assert results.stats.rate_limited == 51
 
 
+async def test_max_rps_budget_spaces_the_sends() -> None:
+    from azml_client._batch import BatchRun
+
+    waits: list[float] = []
+
+    async def record(seconds: float) -> None:
+        waits.append(seconds)
+
+    async def call(kind: str, payload: Any, params: dict[str, Any]) -> Completion:
+        return Completion(text=payload)
+
+    run = BatchRun(call, [f"p{i}" for i in range(30)], max_rps=50, sleep=record)
+    async with run:
+        got = [r async for r in run]
+    assert len(got) == 30
+    # 30 sends at 50/s with 5 saved up: the waits asked for reach (30 - 5) / 50 seconds.
+    assert max(waits) == pytest.approx((30 - 5) / 50, abs=0.05)
+
+
 def test_sync_batch_and_map() -> None:
     with SyncEndpointClient(
-        endpoint_url=SERVERLESS_URL, api_key="k", transport=httpx.MockTransport(openai_handler(fail={"z": 500})), max_retries=0
+        endpoint_url=SERVERLESS_URL,
+        api_key="k",
+        transport=httpx.MockTransport(openai_handler(fail={"z": 500})),
+        max_retries=0,
     ) as client:
         results = client.batch(["x", "y", "z"])
         assert [getattr(r, "text", None) for r in results] == ["re:x", "re:y", None]
@@ -276,10 +304,11 @@ def test_rate_limit_sets_pacing_from_the_measured_success_rate() -> None:
     limiter.observe(Signal.RATE_LIMITED, sent_at=clock.now, retry_after=0.25)
     assert limiter.rate == pytest.approx(0.97 * 200, rel=0.02)
     assert limiter.pause_until == pytest.approx(clock.now + 0.25)
-    first = limiter.send_delay()
-    second = limiter.send_delay()
-    assert first == pytest.approx(0.25)
-    assert second - first == pytest.approx(1 / limiter.rate)
+    assert limiter.send_delay() == pytest.approx(0.25)
+    clock.now += 0.25
+    assert limiter.send_delay() == 0
+    limiter.took()
+    assert limiter.send_delay() == pytest.approx(1 / limiter.rate)
 
 
 def test_fixed_concurrency_does_not_adapt() -> None:
