@@ -36,6 +36,7 @@ from ._exceptions import ResponseFormatError as ResponseFormatError
 from ._exceptions import ServerError as ServerError
 from ._exceptions import StreamInterruptedError as StreamInterruptedError
 from ._exceptions import UnprocessableEntityError as UnprocessableEntityError
+from ._retry import RetryPolicy as RetryPolicy
 from ._streaming import AsyncStream as AsyncStream
 from ._sync import SyncEndpointClient as SyncEndpointClient
 from ._sync import SyncStream as SyncStream
@@ -108,6 +109,7 @@ __all__ = [
     "RateLimitError",
     "RequestTimeoutError",
     "ResponseFormatError",
+    "RetryPolicy",
     "ServerError",
     "StreamChunk",
     "StreamInterruptedError",

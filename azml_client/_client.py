@@ -12,6 +12,7 @@ import os
 import time
 import uuid
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping, Sequence, Sized
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import anyio
@@ -395,7 +396,7 @@ class EndpointClient:
         stop: str | Sequence[str] | None = None,
         timeout: float | None = None,
         deadline: float | None = None,
-        max_retries: int | None = None,
+        max_retries: int | RetryPolicy | None = None,
         extra_parameters: str | ExtraParameters | None = None,
         deployment_name: str | None = None,
         **params: Any,
@@ -437,7 +438,7 @@ class EndpointClient:
         stop: str | Sequence[str] | None = None,
         timeout: float | None = None,
         deadline: float | None = None,
-        max_retries: int | None = None,
+        max_retries: int | RetryPolicy | None = None,
         extra_parameters: str | ExtraParameters | None = None,
         deployment_name: str | None = None,
         **params: Any,
@@ -481,7 +482,7 @@ class EndpointClient:
         url: str | None = None,
         timeout: float | None = None,
         deadline: float | None = None,
-        max_retries: int | None = None,
+        max_retries: int | RetryPolicy | None = None,
         extra_parameters: str | ExtraParameters | None = None,
         deployment_name: str | None = None,
     ) -> Any:
@@ -525,7 +526,7 @@ class EndpointClient:
         timeout: float | None = None,
         idle_timeout: float | None = None,
         deadline: float | None = None,
-        max_retries: int | None = None,
+        max_retries: int | RetryPolicy | None = None,
         extra_parameters: str | ExtraParameters | None = None,
         deployment_name: str | None = None,
         **params: Any,
@@ -696,7 +697,7 @@ class EndpointClient:
         url: str,
         timeout: float | None,
         deadline: float | None,
-        max_retries: int | None,
+        max_retries: int | RetryPolicy | None,
         extra_parameters: str | ExtraParameters | None,
         deployment_name: str | None,
     ) -> tuple[ParsedOutput, Any, dict[str, Any]]:
@@ -729,7 +730,7 @@ class EndpointClient:
         *,
         timeout: float | None,
         deadline: float | None,
-        max_retries: int | None,
+        max_retries: int | RetryPolicy | None,
         extra_parameters: str | ExtraParameters | None,
         deployment_name: str | None,
         stream: bool = False,
@@ -746,7 +747,13 @@ class EndpointClient:
         total = s.deadline if deadline is None else float(deadline)
         if attempt_timeout <= 0 or (total is not None and total <= 0):
             raise ConfigurationError("timeout and deadline must be positive numbers of seconds")
-        retries = s.max_retries if max_retries is None else int(max_retries)
+        if isinstance(max_retries, RetryPolicy):
+            policy = max_retries
+        elif max_retries is not None:
+            policy = replace(self._policy, max_retries=int(max_retries))
+        else:
+            policy = self._policy
+        retries = policy.max_retries
         if retries < 0:
             raise ConfigurationError("max_retries must be >= 0 (0 disables retrying)")
         headers = self._call_headers(extra_parameters, deployment_name)
@@ -774,8 +781,8 @@ class EndpointClient:
                 return await attempt()
             retrying = AsyncRetrying(
                 stop=lambda state: state.attempt_number > retries,
-                retry=lambda state: self._should_retry(state, deadline_at),
-                wait=self._wait,
+                retry=lambda state: self._should_retry(state, deadline_at, policy),
+                wait=lambda state: self._wait(state, policy),
                 sleep=self._sleep,
                 before_sleep=lambda state: self._log_retry(state, url, client_request_id),
                 reraise=True,
@@ -810,25 +817,26 @@ class EndpointClient:
     def _retry_after(exc: BaseException | None) -> float | None:
         return exc.retry_after if isinstance(exc, APIStatusError) else None
 
-    def _wait(self, state: RetryCallState) -> float:
+    def _wait(self, state: RetryCallState, policy: RetryPolicy) -> float:
         exc = state.outcome.exception() if state.outcome else None
         server = self._retry_after(exc)
         if server is not None:
             return server
-        p = self._policy
-        return backoff(state.attempt_number, base=p.backoff_base, cap=p.backoff_max)
+        return backoff(state.attempt_number, base=policy.backoff_base, cap=policy.backoff_max)
 
-    def _should_retry(self, state: RetryCallState, deadline_at: float | None) -> bool:
+    def _should_retry(
+        self, state: RetryCallState, deadline_at: float | None, policy: RetryPolicy
+    ) -> bool:
         if state.outcome is None or not state.outcome.failed:
             return False
         exc = state.outcome.exception()
         if exc is None or not is_retryable_error(exc):
             return False
         server = self._retry_after(exc)
-        if server is not None and server > self._policy.max_retry_after:
+        if server is not None and server > policy.max_retry_after:
             return False  # the server wants longer than we may wait: fail now with retry_after
         if deadline_at is not None:
-            wait = server if server is not None else self._policy.backoff_base
+            wait = server if server is not None else policy.backoff_base
             if time.monotonic() + wait >= deadline_at:
                 return False
         return True

@@ -219,3 +219,42 @@ async def test_vllm_error_in_200_is_retried_like_its_status(sleeps: SleepRecorde
     async with client(sleeps, formatter="vllm", max_retries=2) as c:
         out = await c.complete("x")
     assert (out.text, out.attempts, route.call_count) == ("fine", 2, 2)
+
+
+@respx.mock
+async def test_a_retry_policy_overrides_every_setting_for_one_call(sleeps: SleepRecorder) -> None:
+    from azml_client import RetryPolicy
+
+    route = respx.post(DEDICATED_URL).mock(return_value=httpx.Response(503))
+    async with client(sleeps, max_retries=0) as c:
+        policy = RetryPolicy(max_retries=3, backoff_base=10, backoff_max=10)
+        with pytest.raises(ServerError) as info:
+            await c.complete("x", max_retries=policy)
+    assert route.call_count == 4 and info.value.attempts == 4
+    assert len(sleeps.waits) == 3 and all(5 <= w <= 10 for w in sleeps.waits)
+
+
+async def test_connection_reset_by_a_raw_server_is_retried_then_raised(
+    sleeps: SleepRecorder,
+) -> None:
+    import asyncio
+
+    accepted = 0
+
+    async def slam(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal accepted
+        accepted += 1
+        writer.transport.abort()  # RST: the connection is reset before any answer
+
+    server = await asyncio.start_server(slam, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with EndpointClient(
+            endpoint_url=f"http://127.0.0.1:{port}/score", api_key="k", max_retries=2, sleep=sleeps
+        ) as c:
+            with pytest.raises(APIConnectionError) as info:
+                await c.complete("x")
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert info.value.attempts == 3 and accepted == 3
