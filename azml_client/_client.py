@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping, Sequence, Sized
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import anyio
 import httpx
@@ -125,6 +125,16 @@ def _check_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
     if not out:
         raise ConfigurationError("chat() needs at least one message")
     return out
+
+
+class _CallOptions(NamedTuple):
+    """The per-call overrides every public call accepts (``None``: the client's setting)."""
+
+    timeout: float | None
+    deadline: float | None
+    max_retries: int | RetryPolicy | None
+    extra_parameters: str | ExtraParameters | None
+    deployment_name: str | None
 
 
 class EndpointClient:
@@ -420,15 +430,8 @@ class EndpointClient:
             prompt=prompt,
             params=self._merge_params(params, stop),
         )
-        parsed, data, meta = await self._call(
-            request,
-            self._routes.completions,
-            timeout,
-            deadline,
-            max_retries,
-            extra_parameters,
-            deployment_name,
-        )
+        opts = _CallOptions(timeout, deadline, max_retries, extra_parameters, deployment_name)
+        parsed, data, meta = await self._call(request, self._routes.completions, opts)
         return Completion(text=parsed.text, **self._result_fields(parsed, data, meta))
 
     async def chat(
@@ -456,15 +459,8 @@ class EndpointClient:
             messages=checked,
             params=self._merge_params(params, stop),
         )
-        parsed, data, meta = await self._call(
-            request,
-            self._routes.chat,
-            timeout,
-            deadline,
-            max_retries,
-            extra_parameters,
-            deployment_name,
-        )
+        opts = _CallOptions(timeout, deadline, max_retries, extra_parameters, deployment_name)
+        parsed, data, meta = await self._call(request, self._routes.chat, opts)
         message = dict(parsed.message) if parsed.message else {}
         message.setdefault("role", "assistant")
         message.setdefault("content", parsed.text)
@@ -506,16 +502,8 @@ class EndpointClient:
                     request_id=meta["request_id"],
                 ) from None
 
-        data, _ = await self._send(
-            url or self._settings.endpoint_url,
-            body,
-            parse,
-            timeout=timeout,
-            deadline=deadline,
-            max_retries=max_retries,
-            extra_parameters=extra_parameters,
-            deployment_name=deployment_name,
-        )
+        opts = _CallOptions(timeout, deadline, max_retries, extra_parameters, deployment_name)
+        data, _ = await self._send(url or self._settings.endpoint_url, body, parse, opts)
         return data
 
     def stream(
@@ -565,19 +553,10 @@ class EndpointClient:
             )
             url = self._routes.chat
         body = encode_request(fmt, request)
+        opts = _CallOptions(timeout, deadline, max_retries, extra_parameters, deployment_name)
 
         async def opener() -> tuple[httpx.Response, dict[str, Any]]:
-            return await self._send(
-                url,
-                body,
-                lambda response, meta: response,
-                timeout=timeout,
-                deadline=deadline,
-                max_retries=max_retries,
-                extra_parameters=extra_parameters,
-                deployment_name=deployment_name,
-                stream=True,
-            )
+            return await self._send(url, body, lambda response, meta: response, opts, stream=True)
 
         return AsyncStream(
             opener,
@@ -692,14 +671,7 @@ class EndpointClient:
         }
 
     async def _call(
-        self,
-        request: FormatRequest,
-        url: str,
-        timeout: float | None,
-        deadline: float | None,
-        max_retries: int | RetryPolicy | None,
-        extra_parameters: str | ExtraParameters | None,
-        deployment_name: str | None,
+        self, request: FormatRequest, url: str, opts: _CallOptions
     ) -> tuple[ParsedOutput, Any, dict[str, Any]]:
         body = encode_request(self._formatter, request)
 
@@ -710,16 +682,7 @@ class EndpointClient:
                 exc.request_id = meta["request_id"]
                 raise
 
-        (parsed, data), meta = await self._send(
-            url,
-            body,
-            parse,
-            timeout=timeout,
-            deadline=deadline,
-            max_retries=max_retries,
-            extra_parameters=extra_parameters,
-            deployment_name=deployment_name,
-        )
+        (parsed, data), meta = await self._send(url, body, parse, opts)
         return parsed, data, meta
 
     async def _send(
@@ -727,12 +690,8 @@ class EndpointClient:
         url: str,
         body: bytes,
         parse: Callable[[httpx.Response, dict[str, Any]], _T],
+        opts: _CallOptions,
         *,
-        timeout: float | None,
-        deadline: float | None,
-        max_retries: int | RetryPolicy | None,
-        extra_parameters: str | ExtraParameters | None,
-        deployment_name: str | None,
         stream: bool = False,
     ) -> tuple[_T, dict[str, Any]]:
         """POST with retries; return ``(parse(response, meta), meta)``.
@@ -743,6 +702,7 @@ class EndpointClient:
         """
         self._ensure_open()
         s = self._settings
+        timeout, deadline, max_retries = opts.timeout, opts.deadline, opts.max_retries
         attempt_timeout = s.timeout if timeout is None else float(timeout)
         total = s.deadline if deadline is None else float(deadline)
         if attempt_timeout <= 0 or (total is not None and total <= 0):
@@ -756,7 +716,7 @@ class EndpointClient:
         retries = policy.max_retries
         if retries < 0:
             raise ConfigurationError("max_retries must be >= 0 (0 disables retrying)")
-        headers = self._call_headers(extra_parameters, deployment_name)
+        headers = self._call_headers(opts.extra_parameters, opts.deployment_name)
         if stream:
             headers["Accept"] = "text/event-stream, application/json"
         client_request_id = headers[HEADER_CLIENT_REQUEST_ID]

@@ -12,7 +12,7 @@ import weakref
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
@@ -24,7 +24,18 @@ from ._streaming import AsyncStream
 from ._types import ChatCompletion, Completion, StreamChunk, Usage
 from .formatters._base import ContentFormatterBase
 
-__all__ = ["SyncEndpointClient"]
+__all__ = ["SyncEndpointClient", "SyncStream"]
+
+_T = TypeVar("_T")
+
+
+def _blocking_iter(portal: BlockingPortal, iterator: AsyncIterator[_T]) -> Iterator[_T]:
+    """Each item of an async iterator, fetched on the portal's event loop."""
+    while True:
+        try:
+            yield portal.call(iterator.__anext__)
+        except StopAsyncIteration:
+            return
 
 
 def _stop_portal(cm: AbstractContextManager[BlockingPortal]) -> None:
@@ -51,14 +62,9 @@ class SyncStream:
         self.close()
 
     def __iter__(self) -> Iterator[StreamChunk]:
-        iterator = self._stream.__aiter__()
-        self._iterator = iterator
+        self._iterator = self._stream.__aiter__()
         try:
-            while True:
-                try:
-                    yield self._portal.call(iterator.__anext__)
-                except StopAsyncIteration:
-                    return
+            yield from _blocking_iter(self._portal, self._iterator)
         finally:
             self.close()
 
@@ -145,13 +151,8 @@ class SyncEndpointClient:
         if not self._finalizer.alive:
             raise ClientClosedError()
         run = self._client.map(items, **kwargs)
-        iterator = run.__aiter__()
         try:
-            while True:
-                try:
-                    yield self._portal.call(iterator.__anext__)
-                except StopAsyncIteration:
-                    return
+            yield from _blocking_iter(self._portal, run.__aiter__())
         finally:
             self._portal.call(run.aclose)
 
