@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,6 +17,23 @@ SERVERLESS_URL = "https://llama-serverless.eastus2.inference.ai.azure.com/v1/cha
 
 #: ../shared/wire-samples beside the checkout (absent on a fresh clone).
 WIRE_SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "wire-samples"
+
+
+_LOOPBACK = {"localhost", "127.0.0.1", "::1", None, ""}
+_real_getaddrinfo = socket.getaddrinfo
+
+
+def _loopback_only(host: Any, *args: Any, **kwargs: Any) -> Any:
+    name = host.decode() if isinstance(host, bytes) else host
+    if name not in _LOOPBACK and not str(name).startswith("127."):
+        raise OSError(f"tests may only reach loopback; refused to resolve {name!r}")
+    return _real_getaddrinfo(host, *args, **kwargs)
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A mock that fails to intercept must fail the test, never reach a real host."""
+    monkeypatch.setattr(socket, "getaddrinfo", _loopback_only)
 
 
 @pytest.fixture(autouse=True)
