@@ -47,6 +47,7 @@ from ._exceptions import (
 )
 from ._retry import RetryPolicy, backoff, is_retryable_error, parse_retry_after
 from ._streaming import AsyncStream
+from ._transport import default_transport
 from ._types import ChatCompletion, ChatMessage, Completion, Usage
 from .formatters._base import (
     ContentFormatterBase,
@@ -298,8 +299,6 @@ class EndpointClient:
     def _make_http(self, transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
         s = self._settings
         if transport is None:
-            from ._transport import default_transport
-
             transport = default_transport(
                 max_connections=s.max_connections,
                 max_keepalive_connections=s.max_keepalive_connections,

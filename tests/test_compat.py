@@ -22,14 +22,20 @@ def server() -> Iterator[EmulatorServer]:
 
 async def test_openai_sdk_completes_chats_and_streams(server: EmulatorServer) -> None:
     openai = pytest.importorskip("openai")
-    client = openai.AsyncOpenAI(base_url=server.serverless_url, api_key=server.api_key, max_retries=0)
+    client = openai.AsyncOpenAI(
+        base_url=server.serverless_url, api_key=server.api_key, max_retries=0
+    )
     try:
         chat = await client.chat.completions.create(
-            model="azml-emulator", messages=[{"role": "user", "content": "Hello there"}], max_tokens=8
+            model="azml-emulator",
+            messages=[{"role": "user", "content": "Hello there"}],
+            max_tokens=8,
         )
         assert chat.choices[0].message.content
         assert chat.usage is not None and chat.usage.completion_tokens <= 8
-        completion = await client.completions.create(model="azml-emulator", prompt="Once upon", max_tokens=5)
+        completion = await client.completions.create(
+            model="azml-emulator", prompt="Once upon", max_tokens=5
+        )
         assert completion.choices[0].text
         stream = await client.chat.completions.create(
             model="azml-emulator",
@@ -42,7 +48,9 @@ async def test_openai_sdk_completes_chats_and_streams(server: EmulatorServer) ->
         with pytest.raises(openai.AuthenticationError):
             bad = openai.AsyncOpenAI(base_url=server.serverless_url, api_key="wrong", max_retries=0)
             try:
-                await bad.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
+                await bad.chat.completions.create(
+                    model="m", messages=[{"role": "user", "content": "x"}]
+                )
             finally:
                 await bad.close()
     finally:

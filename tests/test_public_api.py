@@ -13,7 +13,7 @@ def test_all_is_sorted_and_complete() -> None:
     for name in names:
         assert hasattr(azml_client, name), name
     public = {n for n in vars(azml_client) if not n.startswith("_")}
-    modules = {"formatters", "emulator"}
+    modules = {"formatters", "emulator", "cli"}
     assert public - set(names) - modules == set()
 
 

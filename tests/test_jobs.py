@@ -1,0 +1,350 @@
+"""The JSONL job runner as a library: resume, crash recovery, bad input, flat memory."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import tracemalloc
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from azml_client import Completion, EndpointClient, ServerError, Usage
+from azml_client._jobs import (
+    BatchJob,
+    InputProblem,
+    JobItem,
+    ResultWriter,
+    count_lines,
+    prepare_output,
+    read_input,
+    run_job,
+)
+from azml_client.emulator import EmulatorConfig, Faults, arun_emulator
+
+from .conftest import SERVERLESS_URL
+
+
+def write_lines(path: Path, lines: Iterable[Any]) -> Path:
+    """Each item: a dict (dumped as JSON) or a raw string line."""
+    text = "".join((x if isinstance(x, str) else json.dumps(x)) + "\n" for x in lines)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def read_out(path: Path) -> list[dict[str, Any]]:
+    raw = path.read_bytes()
+    assert raw == b"" or raw.endswith(b"\n"), "torn last line"
+    return [json.loads(line) for line in raw.splitlines()]
+
+
+def ids(records: list[dict[str, Any]]) -> list[Any]:
+    return [r["id"] for r in records]
+
+
+def echo_client(fail: set[str] | None = None, seen: list[Any] | None = None) -> EndpointClient:
+    """A real client over an in-process transport: answers ``re:<prompt>``; prompts in ``fail``
+    get a 400 (not retried)."""
+    fail = fail or set()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        prompt = body.get("prompt") or body["messages"][-1]["content"]
+        if seen is not None:
+            seen.append(body)
+        if prompt in fail:
+            return httpx.Response(400, json={"message": f"refused {prompt}"})
+        if "messages" in body:
+            choice: dict[str, Any] = {"message": {"role": "assistant", "content": f"re:{prompt}"}}
+        else:
+            choice = {"text": f"re:{prompt}"}
+        choice.update(index=0, finish_reason="stop")
+        usage = {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}
+        return httpx.Response(200, json={"choices": [choice], "usage": usage})
+
+    return EndpointClient(
+        endpoint_url=SERVERLESS_URL,
+        api_key="k",
+        transport=httpx.MockTransport(handler),
+        backoff_base=0.001,
+    )
+
+
+async def test_mixed_input_ids_default_to_line_numbers(tmp_path: Path) -> None:
+    src = write_lines(
+        tmp_path / "in.jsonl",
+        [
+            {"id": "a", "prompt": "one"},
+            {"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "two"}]},
+            "",  # blank lines are ignored
+            {"id": 7, "prompt": "three", "params": {"max_tokens": 5, "temperature": 0.1}},
+        ],
+    )
+    out = tmp_path / "out.jsonl"
+    seen: list[Any] = []
+    async with echo_client(seen=seen) as client:
+        job = BatchJob(client, src, out, total_lines=count_lines(src))
+        summary = await job.run()
+    assert job.progress_line().startswith("3/3 done  ")
+    assert "errors 0  429s 0" in job.progress_line()
+    table = summary.table("out.jsonl")
+    assert table.splitlines()[0] == "azml batch -> out.jsonl"
+    assert "  ok           3" in table and "rerun" not in table
+    records = {r["id"]: r for r in read_out(out)}
+    assert set(records) == {"a", 2, 7}
+    assert records["a"]["text"] == "re:one"
+    assert records[2]["text"] == "re:two"
+    ok = records[7]
+    assert ok["ok"] is True
+    assert ok["finish_reason"] == "stop"
+    assert ok["usage"] == {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}
+    assert ok["attempts"] == 1
+    assert isinstance(ok["latency_ms"], int)
+    assert set(ok) == {"id", "ok", "text", "finish_reason", "usage", "attempts", "latency_ms"}
+    three = next(b for b in seen if b.get("prompt") == "three")
+    assert three["max_tokens"] == 5 and three["temperature"] == 0.1
+    assert (summary.sent, summary.ok, summary.failed, summary.skipped) == (3, 3, 0, 0)
+    assert summary.success
+
+
+async def test_bad_lines_are_reported_with_line_numbers_and_never_stop_the_rest(
+    tmp_path: Path,
+) -> None:
+    src = write_lines(
+        tmp_path / "in.jsonl",
+        [
+            {"id": "a", "prompt": "ok-1"},
+            "{not json",
+            {"id": "b"},
+            {"id": "a", "prompt": "dup"},
+            {"id": ["x"], "prompt": "bad id"},
+            {"id": "c", "prompt": "p", "params": [1]},
+            {"id": "d", "messages": []},
+            {"id": "e", "messages": [{"content": "no role"}]},
+            {"id": "f", "prompt": 3},
+            "[1, 2]",
+            {"id": "g", "prompt": "ok-2"},
+        ],
+    )
+    out = tmp_path / "out.jsonl"
+    problems: list[InputProblem] = []
+    async with echo_client() as client:
+        summary = await run_job(client, src, out, on_problem=problems.append)
+    assert [p.line for p in problems] == [2, 3, 4, 5, 6, 7, 8, 9, 10]
+    text = [str(p) for p in problems]
+    assert "invalid JSON" in text[0]
+    assert text[0].startswith("line 2: ")
+    assert "no 'prompt' or 'messages'" in text[1]
+    assert "duplicate id 'a' (first on line 1)" in text[2]
+    assert "'id' must be a string or an integer" in text[3]
+    assert "'params' must be an object" in text[4]
+    assert "expected a JSON object" in text[8]
+    assert sorted(ids(read_out(out))) == ["a", "g"]  # bad lines are not written
+    assert (summary.ok, summary.failed, summary.bad_input) == (2, 0, 9)
+    assert not summary.success
+
+
+async def test_resume_skips_done_ids_and_retries_failed_ones_once(tmp_path: Path) -> None:
+    src = write_lines(tmp_path / "in.jsonl", [{"id": i, "prompt": f"p{i}"} for i in range(20)])
+    out = tmp_path / "out.jsonl"
+    async with echo_client(fail={"p3", "p11"}) as client:
+        first = await run_job(client, src, out)
+    assert (first.ok, first.failed) == (18, 2)
+    failed = [r for r in read_out(out) if not r["ok"]]
+    assert sorted(ids(failed)) == [3, 11]
+    error = failed[0]["error"]
+    assert error["type"] == "BadRequestError" and error["status"] == 400
+    assert "refused" in error["message"]
+    assert set(error) == {"type", "status", "message", "request_id"}
+    assert failed[0]["attempts"] == 1
+
+    seen: list[Any] = []
+    async with echo_client(seen=seen) as client:
+        second = await run_job(client, src, out)
+    assert sorted(b["prompt"] for b in seen) == ["p11", "p3"]  # only the failed ones again
+    assert (second.sent, second.ok, second.skipped, second.dropped_failed) == (2, 2, 18, 2)
+    records = read_out(out)
+    assert sorted(ids(records)) == list(range(20))  # each id exactly once
+    assert all(r["ok"] for r in records)
+
+    async with echo_client(seen=seen) as client:
+        third = await run_job(client, src, out)
+    assert (third.sent, third.skipped) == (0, 20)
+    assert len(read_out(out)) == 20
+
+
+async def test_torn_last_line_is_dropped_and_redone(tmp_path: Path) -> None:
+    src = write_lines(tmp_path / "in.jsonl", [{"id": i, "prompt": f"p{i}"} for i in range(5)])
+    out = tmp_path / "out.jsonl"
+    done = [{"id": i, "ok": True, "text": "old", "attempts": 1} for i in range(3)]
+    write_lines(out, done)
+    with out.open("ab") as fh:
+        fh.write(b'{"id": 3, "ok": true, "te')  # killed in the middle of a write
+    async with echo_client() as client:
+        summary = await run_job(client, src, out)
+    records = read_out(out)
+    assert sorted(ids(records)) == [0, 1, 2, 3, 4]
+    assert [r["text"] for r in records[:3]] == ["old"] * 3  # kept as they were
+    assert (summary.skipped, summary.sent) == (3, 2)
+
+
+def test_prepare_output_rewrites_without_failed_garbage_and_duplicates(tmp_path: Path) -> None:
+    out = write_lines(
+        tmp_path / "out.jsonl",
+        [
+            {"id": "a", "ok": True, "text": "1"},
+            {"id": "b", "ok": False, "error": {}},
+            "garbage",
+            {"id": "a", "ok": True, "text": "again"},
+            {"id": "c", "ok": True, "text": "3"},
+        ],
+    )
+    with out.open("ab") as fh:
+        fh.write(b'{"id": "d"')
+    state = prepare_output(out)
+    assert state.done == {"a", "c"}
+    assert (state.failed_dropped, state.invalid_dropped, state.torn_dropped) == (1, 2, True)
+    assert read_out(out) == [
+        {"id": "a", "ok": True, "text": "1"},
+        {"id": "c", "ok": True, "text": "3"},
+    ]
+    assert not list(tmp_path.glob("*.tmp"))
+    assert prepare_output(tmp_path / "missing.jsonl").done == set()
+
+
+def test_result_writer_fsyncs_every_n_lines_or_interval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    syncs: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (syncs.append(fd), real_fsync(fd))[1])
+    now = [0.0]
+    path = tmp_path / "out.jsonl"
+    with ResultWriter(path, fsync_every=3, fsync_interval=10.0, clock=lambda: now[0]) as w:
+        for i in range(7):
+            w.write({"id": i, "text": "line\nbreak"})
+        assert len(syncs) == 2  # after lines 3 and 6
+        now[0] = 11.0
+        w.write({"id": 7})
+        assert len(syncs) == 3  # the interval elapsed
+    assert len(syncs) == 3  # nothing left unsynced at close
+    assert [r["id"] for r in read_out(path)] == list(range(8))
+    with pytest.raises(ValueError, match="closed"):
+        w.write({"id": 9})
+
+
+def test_read_input_and_count_lines(tmp_path: Path) -> None:
+    src = write_lines(
+        tmp_path / "in.jsonl",
+        [{"prompt": "x"}, "", "  ", {"id": "q", "messages": [{"role": "user", "content": "hi"}]}],
+    )
+    with src.open("ab") as fh:
+        fh.write(b'{"prompt": "no newline"}')
+    entries = list(read_input(src))
+    assert entries == [
+        JobItem(1, 1, {"prompt": "x"}),
+        JobItem("q", 4, {"messages": [{"role": "user", "content": "hi"}]}),
+        JobItem(5, 5, {"prompt": "no newline"}),
+    ]
+    assert count_lines(src) == 3
+
+
+async def test_missing_input_and_same_file_are_configuration_errors(tmp_path: Path) -> None:
+    from azml_client import ConfigurationError
+
+    src = write_lines(tmp_path / "in.jsonl", [{"prompt": "x"}])
+    async with echo_client() as client:
+        with pytest.raises(ConfigurationError, match="not found"):
+            await run_job(client, tmp_path / "nope.jsonl", tmp_path / "out.jsonl")
+        with pytest.raises(ConfigurationError, match="must not be the input"):
+            await run_job(client, src, src)
+        with pytest.raises(ConfigurationError, match="does not exist"):
+            await run_job(client, src, tmp_path / "no-dir" / "out.jsonl")
+
+
+class _FakeStats:
+    retried = rate_limited = 0
+    concurrency = 1
+
+
+class _FakeRun:
+    """Pulls one item at a time, like ``client.map``, and answers at once."""
+
+    def __init__(self, items: Iterable[Any], pulled: list[int]) -> None:
+        self.items = items
+        self.pulled = pulled
+        self.stats = _FakeStats()
+
+    async def _iterate(self) -> AsyncIterator[tuple[int, Any]]:
+        for index, item in enumerate(self.items):
+            self.pulled.append(index)
+            await asyncio.sleep(0)
+            usage = Usage(prompt_tokens=1, completion_tokens=1, total_tokens=2)
+            if index % 1000 == 999:
+                yield index, ServerError("boom", status_code=503, attempts=3)
+            else:
+                yield index, Completion(text=item["prompt"][:8], usage=usage)
+
+    def __aiter__(self) -> AsyncIterator[tuple[int, Any]]:
+        return self._iterate()
+
+    async def aclose(self) -> None:
+        return None
+
+
+class _FakeClient:
+    def __init__(self) -> None:
+        self.pulled: list[int] = []
+
+    def map(self, items: Iterable[Any], **options: Any) -> _FakeRun:
+        return _FakeRun(items, self.pulled)
+
+
+async def test_large_input_is_streamed_in_flat_memory(tmp_path: Path) -> None:
+    n, filler = 5_000, "x" * 2000
+    src = tmp_path / "big.jsonl"
+    with src.open("w") as fh:
+        for i in range(n):
+            fh.write(json.dumps({"id": f"id-{i}", "prompt": f"{i} {filler}"}) + "\n")
+    size = src.stat().st_size  # ~10 MB
+    client = _FakeClient()
+    tracemalloc.start()
+    try:
+        summary = await BatchJob(client, src, tmp_path / "out.jsonl", fsync_every=5000).run()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert (summary.ok, summary.failed) == (n - 5, 5)
+    assert peak < size / 10, f"peak {peak} bytes for a {size}-byte input"
+    assert count_lines(tmp_path / "out.jsonl") == n
+
+
+async def test_against_the_emulator_failures_then_resume(tmp_path: Path) -> None:
+    items = [{"id": f"r{i}", "prompt": f"hello {i}"} for i in range(12)]
+    items += [
+        {"id": f"c{i}", "messages": [{"role": "user", "content": f"hi {i}"}]} for i in range(8)
+    ]
+    src = write_lines(tmp_path / "in.jsonl", items)
+    out = tmp_path / "out.jsonl"
+    broken = EmulatorConfig(family="vllm", faults=Faults(error_500=0.5), seed=3)
+    async with arun_emulator(broken) as emu:
+        client = EndpointClient(emu.score_url, emu.api_key, formatter="vllm", max_retries=0)
+        async with client:
+            first = await run_job(client, src, out, concurrency=4)
+    assert first.failed > 0 and first.ok > 0
+    failed = [r for r in read_out(out) if not r["ok"]]
+    assert {r["error"]["type"] for r in failed} == {"ServerError"}
+    assert all(r["error"]["status"] == 500 for r in failed)
+    async with arun_emulator(EmulatorConfig(family="vllm")) as emu:
+        client = EndpointClient(emu.score_url, emu.api_key, formatter="vllm")
+        async with client:
+            second = await run_job(client, src, out)
+    assert second.sent == first.failed and second.skipped == first.ok
+    records = read_out(out)
+    assert sorted(ids(records)) == sorted(i["id"] for i in items)
+    assert all(r["ok"] and r["text"] for r in records)
+    assert second.success
