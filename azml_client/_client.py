@@ -6,6 +6,7 @@ Errors from httpx are mapped to ours in exactly one place (:meth:`EndpointClient
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -47,7 +48,7 @@ from ._exceptions import (
 )
 from ._retry import RetryPolicy, backoff, is_retryable_error, parse_retry_after
 from ._streaming import AsyncStream
-from ._transport import default_transport
+from ._transport import default_transport, mocking_active
 from ._types import ChatCompletion, ChatMessage, Completion, Usage
 from .formatters._base import (
     ContentFormatterBase,
@@ -65,6 +66,7 @@ logger = logging.getLogger("azml_client")
 
 _T = TypeVar("_T")
 Message = Mapping[str, Any]
+_NO_SCOPE = contextlib.nullcontext()
 _DEFAULT_FORMATTER = {ApiType.DEDICATED: "llama", ApiType.SERVERLESS: "openai"}
 
 
@@ -236,6 +238,8 @@ class EndpointClient:
         self._base_headers = self._make_base_headers()
         self._params: dict[str, str] = {"api-version": s.api_version} if s.api_version else {}
         self._owns_http = http_client is None and transport is None
+        self._direct: httpx.AsyncBaseTransport | None = None
+        self._parsed_urls: dict[str, httpx.URL] = {}
         self._http = http_client or self._make_http(transport)
         self._closed = False
 
@@ -299,7 +303,7 @@ class EndpointClient:
     def _make_http(self, transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
         s = self._settings
         if transport is None:
-            transport = default_transport(
+            transport = self._direct = default_transport(
                 max_connections=s.max_connections,
                 max_keepalive_connections=s.max_keepalive_connections,
                 keepalive_expiry=s.keepalive_expiry,
@@ -736,8 +740,23 @@ class EndpointClient:
             return parse(response, meta), meta
 
         try:
-            if retries == 0:
+            # The first attempt runs outside tenacity: most calls succeed at once, and setting
+            # up the retry loop costs more than a fast request. A failure is then replayed as
+            # tenacity's first attempt, so its decisions, waits and logs apply unchanged.
+            try:
                 return await attempt()
+            except (APIConnectionError, APIStatusError) as exc:
+                if retries == 0 or not is_retryable_error(exc):
+                    raise
+                first: BaseException | None = exc
+
+            async def replay_then_attempt() -> tuple[_T, dict[str, Any]]:
+                nonlocal first
+                if first is not None:
+                    failed, first = first, None
+                    raise failed
+                return await attempt()
+
             retrying = AsyncRetrying(
                 stop=lambda state: state.attempt_number > retries,
                 retry=lambda state: self._should_retry(state, deadline_at, policy),
@@ -746,7 +765,7 @@ class EndpointClient:
                 before_sleep=lambda state: self._log_retry(state, url, client_request_id),
                 reraise=True,
             )
-            return await retrying(attempt)
+            return await retrying(replay_then_attempt)
         except (APIConnectionError, APIStatusError) as exc:
             exc.attempts = attempts
             exc.client_request_id = client_request_id
@@ -838,19 +857,14 @@ class EndpointClient:
         authorization = await self._auth.authorization()
         if authorization is not None:
             headers = {**headers, "Authorization": authorization}
-        request = self._http.build_request(
-            "POST",
-            url,
-            content=body,
-            headers=headers,
-            params=self._params or None,
-            timeout=httpx.Timeout(budget, connect=min(budget, self._settings.connect_timeout)),
-        )
+        connect = min(budget, self._settings.connect_timeout)
         response: httpx.Response | None = None
         handed_over = False
         try:
-            with anyio.fail_after(budget):
-                response = await self._http.send(request, stream=True)
+            # Inside the call's deadline the whole attempt is bounded; otherwise httpx's
+            # connect / read / write / pool timeouts bound each phase (as other SDKs do).
+            with anyio.fail_after(budget) if deadline_at is not None else _NO_SCOPE:
+                response = await self._send_request(url, body, headers, budget, connect)
                 if not stream or response.status_code >= 400:
                     await response.aread()
                 else:
@@ -876,6 +890,44 @@ class EndpointClient:
                 response, _server_request_id(response.headers), url, client_request_id
             )
         return response
+
+    async def _send_request(
+        self, url: str, body: bytes, headers: dict[str, str], budget: float, connect: float
+    ) -> httpx.Response:
+        """Send one request; the response comes back open (``stream=True`` semantics).
+
+        With the transport this client built and no mock active, the request goes straight to
+        the transport: ``httpx.AsyncClient.send`` costs about as much CPU as the transport
+        itself (cookies, auth flow, redirects, hooks), none of which applies here. A client or
+        transport of the caller's is always used through ``httpx.AsyncClient``.
+        """
+        timeout = httpx.Timeout(budget, connect=connect)
+        direct = self._direct
+        if direct is not None and not mocking_active():
+            request = httpx.Request(
+                "POST",
+                self._url(url),
+                headers=headers,
+                content=body,
+                extensions={"timeout": timeout.as_dict()},
+            )
+            response = await direct.handle_async_request(request)
+            response.request = request
+            return response
+        request = self._http.build_request(
+            "POST", url, content=body, headers=headers, params=self._params or None, timeout=timeout
+        )
+        return await self._http.send(request, stream=True)
+
+    def _url(self, url: str) -> httpx.URL:
+        """The parsed URL of a route, with the client's query parameters (cached)."""
+        parsed = self._parsed_urls.get(url)
+        if parsed is None:
+            parsed = httpx.URL(url)
+            if self._params:
+                parsed = parsed.copy_merge_params(self._params)
+            self._parsed_urls[url] = parsed
+        return parsed
 
     @staticmethod
     def _status_error(
