@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import time
-import uuid
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping, Sequence, Sized
 from dataclasses import replace
 from typing import Any, NamedTuple, TypeVar
@@ -67,19 +66,43 @@ logger = logging.getLogger("azml_client")
 _T = TypeVar("_T")
 Message = Mapping[str, Any]
 _NO_SCOPE = contextlib.nullcontext()
+_REQUEST_ID_KEYS = tuple(name.encode() for name in SERVER_REQUEST_ID_HEADERS)
 _DEFAULT_FORMATTER = {ApiType.DEDICATED: "llama", ApiType.SERVERLESS: "openai"}
 
 
 def _new_request_id() -> str:
-    return str(uuid.uuid4())
+    """A random id in UUID form (36 characters: within the front door's 40)."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def _server_request_id(headers: httpx.Headers) -> str | None:
-    for name in SERVER_REQUEST_ID_HEADERS:
-        value: str | None = headers.get(name)
-        if value:
-            return value
+    """The first of ``SERVER_REQUEST_ID_HEADERS`` present (one pass over the raw headers)."""
+    found: dict[bytes, bytes] = {}
+    for key, value in headers.raw:
+        name = key.lower()
+        if name in _REQUEST_ID_KEYS and value:
+            found.setdefault(name, value)
+    for name in _REQUEST_ID_KEYS:
+        if name in found:
+            return found[name].decode("latin-1")
     return None
+
+
+async def _read(response: httpx.Response) -> None:
+    """``await response.aread()``, without httpx's decoder chain when nothing is encoded.
+
+    Reading the raw stream costs a fifth of ``aread()`` for a small JSON body; a
+    ``Content-Encoding`` (gzip, ...) still goes through httpx's decoders.
+    """
+    if "content-encoding" in response.headers or not isinstance(
+        response.stream, httpx.AsyncByteStream
+    ):
+        await response.aread()
+        return
+    chunks = [chunk async for chunk in response.stream]
+    response._content = b"".join(chunks)  # what aread() stores; httpx reads it as .content
+    await response.aclose()
 
 
 def _server_message(body: bytes) -> str | None:
@@ -866,7 +889,7 @@ class EndpointClient:
             with anyio.fail_after(budget) if deadline_at is not None else _NO_SCOPE:
                 response = await self._send_request(url, body, headers, budget, connect)
                 if not stream or response.status_code >= 400:
-                    await response.aread()
+                    await _read(response)
                 else:
                     handed_over = True
         except TimeoutError:
@@ -904,13 +927,18 @@ class EndpointClient:
         timeout = httpx.Timeout(budget, connect=connect)
         direct = self._direct
         if direct is not None and not mocking_active():
+            target = self._url(url)
+            raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+            raw_headers.append((b"host", target.netloc))
+            raw_headers.append((b"content-length", str(len(body)).encode()))
             request = httpx.Request(
                 "POST",
-                self._url(url),
-                headers=headers,
-                content=body,
+                target,
+                headers=raw_headers,
+                stream=httpx.ByteStream(body),  # the headers above are complete: no _prepare()
                 extensions={"timeout": timeout.as_dict()},
             )
+            request.read()  # the body is in memory: let the transport see it as such
             response = await direct.handle_async_request(request)
             response.request = request
             return response

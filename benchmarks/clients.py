@@ -12,8 +12,8 @@ Raw clients (aiohttp, httpx) get the same hand-rolled retry loop for 429/5xx ans
 ``retry-after-ms`` then ``Retry-After``, with ``max_retries`` retries, because that is what a
 user of a raw client would have to write.  The SDKs use their own retry logic.
 
-The ``azml`` adapter codes against the contract in the benchmark brief; its ``batch`` and
-``stream`` methods are used only when they exist (search for ``HOOK``).
+The ``azml`` adapter uses azml-client's own ``stream`` and ``batch`` calls where a scenario
+has one.
 """
 
 from __future__ import annotations
@@ -431,9 +431,6 @@ class AzmlAdapter(Adapter):
         return callable(getattr(self.client, "batch", None))
 
     async def stream(self, on_token: Callable[[], None]) -> int:
-        # HOOK: `EndpointClient.stream(...)` returns an AsyncStream: an async context manager
-        # and async iterator of chunks with `.text`.  Until it exists this raises, and the
-        # scenario reports the client as not available.
         if not self.has_stream():
             raise NotImplementedError("EndpointClient.stream is not available yet")
         count = 0
@@ -446,8 +443,7 @@ class AzmlAdapter(Adapter):
         return count
 
     async def batch(self, n: int, concurrency: int | str) -> list[bool]:
-        # HOOK: `EndpointClient.batch(items, concurrency="auto")` returns one result per item
-        # in input order, an exception for each failure (or objects with `.error`).
+        # One result per item in input order; a failed item's result is its exception.
         items = [MESSAGES] * n
         results = await self.client.batch(items, concurrency=concurrency, max_tokens=MAX_TOKENS)
         return [not isinstance(r, BaseException) and not getattr(r, "error", None) for r in results]

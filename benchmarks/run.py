@@ -325,9 +325,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write every raw sample to this file")
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     parser.add_argument(
-        "--azml-batch",
+        "--azml-no-batch",
         action="store_true",
-        help="HOOK: run azml's bulk and ratelimit scenarios through EndpointClient.batch()",
+        help="run azml's bulk and ratelimit scenarios as individual calls instead of through "
+        "EndpointClient.batch() (the default: batch, with concurrency 64 / 'auto')",
     )
     args = parser.parse_args(argv)
 
@@ -359,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in names:
             scenario = table[name]
             params = dict(scenario.params)
-            if scenario.kind in ("bulk", "ratelimit") and args.azml_batch:
+            if scenario.kind in ("bulk", "ratelimit") and not args.azml_no_batch:
                 params["use_batch"] = True
             results[name] = {}
             errors[name] = {}

@@ -117,7 +117,7 @@ async def bulk(
     await adapter.chat()  # imports, lazy set-up: not part of the bulk run
     t0, cpu0 = time.perf_counter(), time.process_time()
     if use_batch and isinstance(adapter, AzmlAdapter) and adapter.has_batch():
-        # HOOK: EndpointClient.batch(items, concurrency=...) once it exists.
+        # azml's own bulk path: EndpointClient.batch(items, concurrency=64).
         results = await asyncio.wait_for(adapter.batch(n, concurrency), deadline * 2)
         started = n
         failures = sum(1 for ok in results if not ok)
@@ -207,7 +207,7 @@ async def ratelimit(
 
     t0 = time.perf_counter()
     if use_batch and isinstance(adapter, AzmlAdapter) and adapter.has_batch():
-        # HOOK: EndpointClient.batch(items, concurrency="auto") paces itself after 429s.
+        # EndpointClient.batch(items, concurrency="auto") paces itself after 429s.
         try:
             results = await asyncio.wait_for(adapter.batch(n, "auto"), deadline)
         except asyncio.TimeoutError:
