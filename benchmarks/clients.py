@@ -449,6 +449,58 @@ class AzmlAdapter(Adapter):
         return [not isinstance(r, BaseException) and not getattr(r, "error", None) for r in results]
 
 
+class AzmlSyncAdapter(AzmlAdapter):
+    """azml-client's SyncEndpointClient, called from a plain thread as a script would."""
+
+    name = "azml-sync"
+
+    async def open(self) -> None:
+        from azml_client import SyncEndpointClient
+
+        self.client = SyncEndpointClient(
+            endpoint_url=self.chat_url,
+            api_key=API_KEY,
+            api_type="serverless",
+            formatter="openai",
+            max_retries=self.max_retries,
+            timeout=30,
+        )
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.client.close)
+
+    async def chat(self) -> str:
+        out = await asyncio.to_thread(self.client.chat, MESSAGES, max_tokens=MAX_TOKENS)
+        return str(out.text)
+
+    def blocking_rps(self, warmup: float, duration: float) -> dict[str, float]:
+        """Blocking calls in a loop for ``warmup`` then ``duration`` seconds (1 in flight)."""
+        import time
+
+        chat = self.client.chat
+        stop = time.perf_counter() + warmup
+        while time.perf_counter() < stop:
+            chat(MESSAGES, max_tokens=MAX_TOKENS)
+        done, t0, cpu0 = 0, time.perf_counter(), time.process_time()
+        stop = t0 + duration
+        while time.perf_counter() < stop:
+            chat(MESSAGES, max_tokens=MAX_TOKENS)
+            done += 1
+        t1, cpu1 = time.perf_counter(), time.process_time()
+        return {
+            "req_per_s": done / (t1 - t0),
+            "cpu_us_per_req": (cpu1 - cpu0) / max(1, done) * 1e6,
+            "requests": done,
+            "errors": 0,
+        }
+
+    def has_stream(self) -> bool:
+        return False
+
+    def has_batch(self) -> bool:
+        return False
+
+
 #: Every adapter by name, in the default order of the report.
 ADAPTERS: dict[str, type[Adapter]] = {
     cls.name: cls
@@ -461,6 +513,7 @@ ADAPTERS: dict[str, type[Adapter]] = {
         OpenAIAdapter,
         AzureInferenceAdapter,
         AzmlAdapter,
+        AzmlSyncAdapter,
     )
 }
 
@@ -474,6 +527,7 @@ REQUIRES: dict[str, tuple[str, ...]] = {
     "openai": ("openai",),
     "azure-ai-inference": ("azure.ai.inference.aio", "azure.core.credentials"),
     "azml": ("azml_client",),
+    "azml-sync": ("azml_client",),
 }
 
 

@@ -138,6 +138,7 @@ SUITES = {
         ("aiohttp", "httpx", "httpx+azml-transport", "openai", "azure-ai-inference", "azml"),
         ("rps1", "rps64", "bulk", "stream", "ratelimit"),
     ),
+    "sync": (("azml", "azml-sync"), ("rps1",)),
     "transport": (
         ("aiohttp", "httpx", "httpx-sharded", "httpx+azml-transport", "azml-transport-direct"),
         ("rps1", "rps64", "bulk", "stream"),

@@ -51,6 +51,12 @@ async def rps(
     adapter: Adapter, *, concurrency: int, warmup: float, duration: float
 ) -> dict[str, Any]:
     """Requests per second with ``concurrency`` requests always in flight, zero latency."""
+    blocking = getattr(adapter, "blocking_rps", None)
+    if blocking is not None:
+        if concurrency != 1:
+            raise NotImplementedError("a blocking client is measured with 1 request in flight")
+        # A script's loop: blocking calls from a plain thread (no event loop running there).
+        return dict(await asyncio.to_thread(blocking, warmup, duration))
     await adapter.chat()
     done = 0
     errors = 0

@@ -74,3 +74,23 @@ def test_repr_has_no_key() -> None:
     with make() as client:
         assert CANARY_KEY not in repr(client)
         assert repr(client).startswith("SyncEndpointClient(")
+
+
+@respx.mock
+def test_a_plain_thread_runs_calls_on_the_clients_own_loop_without_a_thread_hop() -> None:
+    respx.post(DEDICATED_URL).mock(return_value=httpx.Response(200, json=["x"]))
+    before = threading.active_count()
+    with make() as client:
+        client.complete("x")
+        assert threading.active_count() == before  # no portal thread was needed
+        seen: list[int] = []
+
+        def other_thread() -> None:
+            seen.append(len(client.complete("y").text))
+
+        threads = [threading.Thread(target=other_thread) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert seen == [1, 1, 1, 1]  # concurrent callers share the client safely
