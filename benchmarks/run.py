@@ -139,6 +139,7 @@ SUITES = {
         ("rps1", "rps64", "bulk", "stream", "ratelimit"),
     ),
     "sync": (("azml", "azml-sync"), ("rps1",)),
+    "memory": ((), ()),  # benchmarks/memory.py: processes of their own
     "transport": (
         ("aiohttp", "httpx", "httpx-sharded", "httpx+azml-transport", "azml-transport-direct"),
         ("rps1", "rps64", "bulk", "stream"),
@@ -332,6 +333,14 @@ def main(argv: list[str] | None = None) -> int:
         "EndpointClient.batch() (the default: batch, with concurrency 64 / 'auto')",
     )
     args = parser.parse_args(argv)
+    if args.suite == "memory":
+        from benchmarks import memory
+
+        memory.main(
+            (["--quick"] if args.quick else [])
+            + (["--markdown", str(args.markdown)] if args.markdown else [])
+        )
+        return
 
     table = scenarios(args.quick)
     clients, names = SUITES[args.suite]
