@@ -318,3 +318,39 @@ def test_fixed_concurrency_does_not_adapt() -> None:
         limiter.observe(Signal.SUCCESS, sent_at=clock.now)
     limiter.observe(Signal.OVERLOADED, sent_at=clock.now)
     assert limiter.limit == 5
+
+
+async def test_a_100k_item_run_holds_flat_memory() -> None:
+    """100,000 items through the engine: input is pulled only as capacity frees, and the
+    Python heap peak stays small whatever the input size (results are not accumulated)."""
+    import tracemalloc
+
+    from azml_client._batch import BatchRun
+
+    pulled = 0
+
+    def items() -> Iterator[str]:
+        nonlocal pulled
+        for i in range(100_000):
+            pulled += 1
+            yield f"prompt {i}"
+
+    async def call(kind: str, payload: Any, params: dict[str, Any]) -> Completion:
+        await asyncio.sleep(0)
+        return Completion(text=payload)
+
+    seen = 0
+    max_ahead = 0
+    tracemalloc.start()
+    try:
+        run = BatchRun(call, items(), concurrency=32)
+        async with run:
+            async for _index, _result in run:
+                seen += 1
+                max_ahead = max(max_ahead, pulled - seen)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert seen == 100_000 and run.stats.succeeded == 100_000
+    assert max_ahead <= 2 * 32
+    assert peak < 8 * 1024 * 1024, f"peak {peak / 2**20:.1f} MiB"

@@ -349,3 +349,36 @@ async def test_auto_concurrency_gets_far_fewer_429s_than_fixed(emulator: Factory
     assert auto.stats.rate_limited <= 0.15 * auto.stats.sent
     assert auto_server.stats.rate_limited == auto.stats.rate_limited
     assert auto.stats.pacing_rps is not None and auto.stats.pacing_rps < 60
+
+
+def _open_client_connections(port: int) -> int:
+    """ESTABLISHED TCP connections from any local socket to ``port`` (Linux /proc)."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table, encoding="ascii") as fh:
+                lines = fh.read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            remote_port = int(fields[2].rsplit(":", 1)[1], 16)
+            if remote_port == port and fields[3] == "01":
+                count += 1
+    return count
+
+
+async def test_cancelling_a_batch_closes_its_connections(emulator: Factory) -> None:
+    # Answers take 10 s, so every request is still in flight when the batch is cancelled.
+    server = await emulator(
+        EmulatorConfig(api_key="k", faults=Faults(latency=10.0, request_timeout_ms=60000))
+    )
+    async with serverless(server) as client:
+        with anyio.move_on_after(0.5):
+            await client.batch([f"p{i}" for i in range(40)], concurrency=8, max_tokens=2)
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        assert all(t.done() for t in others)
+        assert server.stats.max_in_flight == 8
+        with anyio.fail_after(3):
+            while _open_client_connections(server.port):
+                await asyncio.sleep(0.01)
