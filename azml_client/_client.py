@@ -580,17 +580,19 @@ class EndpointClient:
             url = self._routes.chat
         body = encode_request(fmt, request)
         opts = _CallOptions(timeout, deadline, max_retries, extra_parameters, deployment_name)
+        idle = float(idle_timeout or timeout or self._settings.timeout)
 
         async def opener() -> tuple[httpx.Response, dict[str, Any]]:
-            return await self._send(url, body, lambda response, meta: response, opts, stream=True)
+            return await self._send(
+                url,
+                body,
+                lambda response, meta: response,
+                opts,
+                stream=True,
+                read_timeout=idle,
+            )
 
-        return AsyncStream(
-            opener,
-            fmt,
-            request,
-            idle_timeout=idle_timeout or timeout or self._settings.timeout,
-            url=url,
-        )
+        return AsyncStream(opener, fmt, request, idle_timeout=idle, url=url)
 
     # -- bulk --------------------------------------------------------------------------------
 
@@ -719,6 +721,7 @@ class EndpointClient:
         opts: _CallOptions,
         *,
         stream: bool = False,
+        read_timeout: float | None = None,
     ) -> tuple[_T, dict[str, Any]]:
         """POST with retries; return ``(parse(response, meta), meta)``.
 
@@ -753,7 +756,14 @@ class EndpointClient:
             nonlocal attempts
             attempts += 1
             response = await self._attempt(
-                url, body, headers, attempt_timeout, deadline_at, client_request_id, stream
+                url,
+                body,
+                headers,
+                attempt_timeout,
+                deadline_at,
+                client_request_id,
+                stream,
+                read_timeout,
             )
             meta: dict[str, Any] = {
                 "request_id": _server_request_id(response.headers) or client_request_id,
@@ -864,10 +874,12 @@ class EndpointClient:
         deadline_at: float | None,
         client_request_id: str,
         stream: bool,
+        read_timeout: float | None = None,
     ) -> httpx.Response:
         """One HTTP attempt; maps every lower-layer failure to our exceptions.
 
-        Returns the response read and closed, or, with ``stream=True``, open and unread.
+        Returns the response read and closed, or, with ``stream=True``, open and unread (its
+        reads then wait at most ``read_timeout`` each: a stream's idle timeout).
         """
         self._ensure_open()
         budget = timeout
@@ -887,7 +899,12 @@ class EndpointClient:
             # Inside the call's deadline the whole attempt is bounded; otherwise httpx's
             # connect / read / write / pool timeouts bound each phase (as other SDKs do).
             with anyio.fail_after(budget) if deadline_at is not None else _NO_SCOPE:
-                response = await self._send_request(url, body, headers, budget, connect)
+                response = await self._send_request(
+                    url,
+                    body,
+                    headers,
+                    httpx.Timeout(budget, connect=connect, read=read_timeout or budget),
+                )
                 if not stream or response.status_code >= 400:
                     await _read(response)
                 else:
@@ -915,7 +932,7 @@ class EndpointClient:
         return response
 
     async def _send_request(
-        self, url: str, body: bytes, headers: dict[str, str], budget: float, connect: float
+        self, url: str, body: bytes, headers: dict[str, str], timeout: httpx.Timeout
     ) -> httpx.Response:
         """Send one request; the response comes back open (``stream=True`` semantics).
 
@@ -924,7 +941,6 @@ class EndpointClient:
         itself (cookies, auth flow, redirects, hooks), none of which applies here. A client or
         transport of the caller's is always used through ``httpx.AsyncClient``.
         """
-        timeout = httpx.Timeout(budget, connect=connect)
         direct = self._direct
         if direct is not None and not mocking_active():
             target = self._url(url)

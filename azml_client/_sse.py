@@ -72,6 +72,9 @@ class SSEDecoder:
             )
             self._data, self._event = [], ""
             return event
+        if line.startswith("data: "):  # the common case, once per token
+            self._data.append(line[6:])
+            return None
         if line.startswith(":"):
             return None
         name, sep, value = line.partition(":")

@@ -154,17 +154,19 @@ class AsyncStream:
         decoder = SSEDecoder()
         done_marker = self._formatter.stream_done_marker
         finished = False
-        byte_iter = response.aiter_bytes().__aiter__()
+        # The transport bounds every read by the idle timeout (the request's read timeout).
+        # Without a Content-Encoding the raw stream is read directly: httpx's decoder chain
+        # would cost more than the SSE parsing itself, once per network read.
+        stream = response.stream
+        source: AsyncIterator[bytes] | httpx.AsyncByteStream = response.aiter_bytes()
+        if "content-encoding" not in response.headers and isinstance(stream, httpx.AsyncByteStream):
+            source = stream
+        byte_iter = source.__aiter__()
         while True:
             try:
-                with anyio.fail_after(self._idle_timeout):
-                    raw = await self._read(byte_iter.__anext__)
+                raw = await self._read(byte_iter.__anext__)
             except StopAsyncIteration:
                 break
-            except TimeoutError:
-                raise APITimeoutError(
-                    f"no data for {self._idle_timeout:g}s while streaming", url=self._url
-                ) from None
             for event in decoder.feed(raw):
                 if done_marker is not None and event.data.strip() == done_marker:
                     return
@@ -225,17 +227,26 @@ class AsyncStream:
         return exc
 
     def _chunk(self, parsed: ParsedOutput, data: Any) -> StreamChunk:
+        text = parsed.text
+        if type(text) is not str:
+            raise ResponseFormatError(
+                "a stream chunk's text is not a string",
+                formatter=self._formatter.name,
+                api_type=str(self._request.api_type),
+                request_id=self.request_id,
+            )
         usage = Usage(**parsed.usage) if parsed.usage else None
+        finish = parsed.finish_reason
         chunk = StreamChunk(
-            text=parsed.text,
-            finish_reason=parsed.finish_reason,
+            text=text,
+            finish_reason=finish if isinstance(finish, str) else None,
             usage=usage,
             index=len(self._parts),
             raw=data,
         )
-        self._parts.append(parsed.text)
-        if parsed.finish_reason is not None:
-            self.finish_reason = parsed.finish_reason
+        self._parts.append(text)
+        if finish is not None:
+            self.finish_reason = chunk.finish_reason
         if usage is not None:
             self.usage = usage
         return chunk

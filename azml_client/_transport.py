@@ -98,6 +98,17 @@ _TRANSPORT_METHOD: Final = httpx.AsyncHTTPTransport.__dict__.get("handle_async_r
 _ROUTING_METHOD: Final = httpx.AsyncClient.__dict__.get("_transport_for_url")
 
 
+#: Whether the methods captured above are the libraries' own (no mock was active at import).
+_ORIGINALS_CLEAN: Final = all(
+    getattr(method, "__module__", "").split(".", 1)[0] == package
+    for method, package in (
+        (_POOL_METHOD, "httpcore"),
+        (_TRANSPORT_METHOD, "httpx"),
+        (_ROUTING_METHOD, "httpx"),
+    )
+)
+
+
 def aiohttp_available() -> bool:
     """Whether the aiohttp-backed transport can be used (``azml-client[fast]`` installed)."""
     return aiohttp is not None
@@ -134,6 +145,13 @@ def mocking_active() -> bool:
     pool = httpcore.AsyncConnectionPool.__dict__.get("handle_async_request")
     transport = httpx.AsyncHTTPTransport.__dict__.get("handle_async_request")
     routing = httpx.AsyncClient.__dict__.get("_transport_for_url")
+    if (
+        pool is _POOL_METHOD
+        and transport is _TRANSPORT_METHOD
+        and routing is _ROUTING_METHOD
+        and _ORIGINALS_CLEAN
+    ):
+        return False  # the hot path: nothing patched since a clean import
     return not (
         _is_original(pool, _POOL_METHOD, "httpcore")
         and _is_original(transport, _TRANSPORT_METHOD, "httpx")

@@ -218,21 +218,44 @@ async def test_break_releases_the_response() -> None:
 
 
 async def test_idle_timeout_between_chunks() -> None:
-    class Stalling(httpx.AsyncByteStream):
-        async def __aiter__(self) -> AsyncIterator[bytes]:
-            yield b'data: {"choices":[{"index":0,"delta":{"content":"a"}}]}\n\n'
-            import anyio
+    """A real loopback server that sends one event and then stalls: the read times out."""
+    import asyncio
 
-            await anyio.sleep(5)
-            yield b""
+    stop = asyncio.Event()
+    handlers: list[asyncio.Task[Any]] = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, headers={"content-type": "text/event-stream"}, stream=Stalling())
+    async def stall(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handlers.append(asyncio.current_task())  # type: ignore[arg-type]
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+            b"transfer-encoding: chunked\r\n\r\n"
+        )
+        event = b'data: {"choices":[{"index":0,"delta":{"content":"a"}}]}\n\n'
+        writer.write(b"%x\r\n%s\r\n" % (len(event), event))
+        await writer.drain()
+        await stop.wait()  # stall until the test is over
+        writer.close()
+        await writer.wait_closed()
 
-    async with serverless(httpx.MockTransport(handler)) as client:
-        with pytest.raises(APITimeoutError, match=r"no data for 0\.05s"):
-            async for _ in client.stream([{"role": "user", "content": "x"}], idle_timeout=0.05):
-                pass
+    server = await asyncio.start_server(stall, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    got: list[str] = []
+    try:
+        async with EndpointClient(
+            endpoint_url=f"http://127.0.0.1:{port}/v1/chat/completions", api_key="k"
+        ) as client:
+            with pytest.raises(APITimeoutError, match=r"no data for 0\.2s"):
+                async for chunk in client.stream(
+                    [{"role": "user", "content": "x"}], idle_timeout=0.2
+                ):
+                    got.append(chunk.text)
+    finally:
+        stop.set()
+        await asyncio.gather(*handlers, return_exceptions=True)
+        server.close()
+        await server.wait_closed()
+    assert got == ["a"]
 
 
 async def test_tgi_streams_on_dedicated() -> None:

@@ -810,5 +810,6 @@ def test_mocking_is_detected_even_if_the_originals_were_captured_while_patched(
     with respx.mock:
         patched = httpcore.AsyncConnectionPool.__dict__["handle_async_request"]
         monkeypatch.setattr(_transport, "_POOL_METHOD", patched)
+        monkeypatch.setattr(_transport, "_ORIGINALS_CLEAN", False)  # as an import would find
         assert _transport.mocking_active()
     assert not _transport.mocking_active()

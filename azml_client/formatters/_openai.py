@@ -29,7 +29,7 @@ def openai_body(request: FormatRequest) -> dict[str, Any]:
     params = rename_param(request.params, "max_new_tokens", "max_tokens")
     body: dict[str, Any]
     if request.is_chat:
-        body = {"messages": [dict(m) for m in request.messages or ()]}
+        body = {"messages": list(request.messages or ())}
     else:
         body = {"prompt": request.prompt}
     body.update(params)
@@ -101,27 +101,29 @@ def parse_openai_chunk(
 ) -> ParsedOutput | None:
     """Read one streamed chunk: ``choices[0].delta.content`` (chat) or ``choices[0].text``.
 
-    A chunk with empty ``choices`` may carry the final ``usage``.
+    A chunk with empty ``choices`` may carry the final ``usage``. This runs once per token, so
+    it tests for ``dict`` (what ``json.loads`` builds) rather than the slower ABC ``Mapping``.
     """
-    if not isinstance(data, Mapping):
+    if type(data) is not dict:
         raise formatter.format_error("a stream chunk is not a JSON object", data, request)
-    _error_in_body(data)
+    if "error" in data:
+        _error_in_body(data)
     usage = data.get("usage")
-    usage = usage if isinstance(usage, Mapping) else None
+    usage = usage if type(usage) is dict else None
     choices = data.get("choices")
     if not choices:
         return ParsedOutput(text="", usage=usage) if usage else None
-    if not isinstance(choices, list) or not isinstance(choices[0], Mapping):
+    choice = choices[0] if type(choices) is list else None
+    if type(choice) is not dict:
         raise formatter.format_error("a stream chunk has malformed 'choices'", data, request)
-    choice = choices[0]
     delta = choice.get("delta")
-    text = delta.get("content") if isinstance(delta, Mapping) else choice.get("text")
+    text = delta.get("content") if type(delta) is dict else choice.get("text")
     finish = choice.get("finish_reason")
-    if text is not None and not isinstance(text, str):
+    if text is not None and type(text) is not str:
         raise formatter.format_error("a stream chunk's text is not a string", data, request)
     return ParsedOutput(
         text=text or "",
-        finish_reason=finish if isinstance(finish, str) else None,
+        finish_reason=finish if type(finish) is str else None,
         usage=usage,
     )
 
