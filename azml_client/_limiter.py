@@ -7,8 +7,8 @@
   - Concurrency grows by slow start (doubling per window of successes) and then additively,
     and shrinks by half on overload signals (503, 408, timeouts, "too many pending requests").
   - A rate limit (429) sets a pacing rate: the successes per second measured just before it,
-    times 0.97 (when the endpoint is saturated, that is its limit), and the pacing then probes
-    upwards by 2 % per second without a 429. Only 429s from requests sent after the last
+    times 0.985 (when the endpoint is saturated, that is its limit), and the pacing then probes
+    upwards by 3 % per second without a 429. Only 429s from requests sent after the last
     adjustment count, so one burst of 429s is one signal.
   - ``Retry-After`` pauses every worker until then, so they do not collide again one by one.
 """
@@ -130,7 +130,7 @@ class AdaptiveLimiter:
                 # Saturated, the success rate is the limit; a cut never exceeds 15 % at once,
                 # so a 429 seen while we were sending slowly (a burst) cannot collapse the rate.
                 current = self.rate if self.rate is not None else measured
-                self.rate = 0.97 * max(measured, 0.85 * current)
+                self.rate = 0.985 * max(measured, 0.85 * current)
                 self.rate = min(self.rate, current)
                 self._reliable = True
             else:
@@ -158,7 +158,7 @@ class AdaptiveLimiter:
     def _grow(self, now: float) -> None:
         if self.rate is not None:
             # A measured rate is probed gently; an early guess recovers fast if it undershot.
-            period, factor = (1.0, 1.02) if self._reliable else (0.2, 1.25)
+            period, factor = (1.0, 1.03) if self._reliable else (0.2, 1.25)
             if now - self._last_rate_probe >= period:
                 self.rate *= factor
                 self._last_rate_probe = now
