@@ -97,8 +97,8 @@ def infer_api_type(url: httpx.URL) -> ApiType:
         return ApiType.SERVERLESS
     if url.host.endswith(".inference.ml.azure.com"):
         raise ConfigurationError(
-            f"endpoint URL {url} names no route: a dedicated endpoint is scored at /score, "
-            f"e.g. {url.copy_with(path='/score')}"
+            f"endpoint URL {url} does not end with /score: a dedicated endpoint is scored at "
+            f"/score, e.g. {url.copy_with(path='/score')}"
         )
     raise ConfigurationError(
         f"cannot tell the api type of {url}: pass api_type='dedicated' (URL ending in /score) "
