@@ -393,3 +393,43 @@ def test_conflicting_arguments() -> None:
         dedicated(credential=object())
     with pytest.raises(ConfigurationError, match="http_client or transport"):
         dedicated(http_client=httpx.AsyncClient(), transport=httpx.MockTransport(lambda r: None))  # type: ignore[arg-type,return-value]
+
+
+FAMILY_ANSWERS: dict[str, Any] = {
+    "gpt2": ["out"],
+    "dolly": ["out"],
+    "hf": [{"generated_text": "out"}],
+    "tgi": {"generated_text": "out", "details": {"finish_reason": "length"}},
+    "llama": [{"0": "out"}],
+    "llama-chat": {"output": "out"},
+    "vllm": {
+        "output": ["out"],
+        "finish_reason": "stop",
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+    },
+    "bart": ["out"],
+}
+
+
+@pytest.mark.parametrize("family", sorted(FAMILY_ANSWERS))
+@respx.mock
+async def test_every_dedicated_family_end_to_end_through_respx(family: str) -> None:
+    route = respx.post(DEDICATED_URL).mock(
+        return_value=httpx.Response(200, json=FAMILY_ANSWERS[family], headers={"x-request-id": "r"})
+    )
+    async with dedicated(formatter=family, model_kwargs={"max_tokens": 7}) as client:
+        out = await client.complete('a "quoted"\nprompt')
+    assert out.text == "out" and out.request_id == "r"
+    sent = route.calls.last.request.content.decode()
+    assert 'a \\"quoted\\"\\nprompt' in sent  # encoded once by JSON, nothing more
+    assert '"max_new_tokens":7' in sent  # the Hugging Face name on dedicated endpoints
+
+
+@respx.mock
+async def test_openai_family_end_to_end_through_respx() -> None:
+    respx.post(f"{SERVERLESS_BASE}/completions").mock(
+        return_value=httpx.Response(200, json=OPENAI_COMPLETION)
+    )
+    async with serverless(formatter="openai", model_kwargs={"max_new_tokens": 7}) as client:
+        out = await client.complete("p")
+    assert out.text == " done"
