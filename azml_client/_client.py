@@ -44,6 +44,7 @@ from .formatters._base import (
     ParsedOutput,
     check_formatter,
     decode_response,
+    dump_json,
     encode_request,
 )
 from .formatters._registry import formatter_from_config, formatter_to_config
@@ -429,7 +430,7 @@ class EndpointClient(HTTPSender):
         the decoded JSON answer. The escape hatch for any schema no formatter covers."""
         body = payload.encode("utf-8") if isinstance(payload, str) else payload
         if not isinstance(body, bytes):
-            body = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+            body = dump_json(body)
 
         def parse(response: httpx.Response, meta: dict[str, Any]) -> Any:
             raw = response.content
