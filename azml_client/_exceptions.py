@@ -52,6 +52,7 @@ __all__ = [
     "ServerError",
     "StreamInterruptedError",
     "UnprocessableEntityError",
+    "reported_error",
     "status_error",
 ]
 
@@ -288,3 +289,31 @@ def status_error(
             **kwargs,
         )
     return cls(text, status_code=status_code, body=body, **kwargs)
+
+
+def reported_error(
+    error: Any, *, context: str, body: str | None = None, **kwargs: Any
+) -> APIStatusError:
+    """The status error for an error object an endpoint put inside a successful answer.
+
+    The FMS container's ``{"error": {"status_code": 503, "body": ...}}`` in an HTTP 200, an
+    OpenAI-style ``{"error": {"status": 429, "message": ...}}``, or an SSE ``error`` event: the
+    status comes from ``status_code`` / ``status`` / ``code`` when it is an HTTP error status
+    (else 500), the text from ``body`` / ``message``. ``context`` opens the message.
+    """
+    status = 500
+    detail: Any = error
+    if isinstance(error, Mapping):
+        raw = error.get("status_code", error.get("status", error.get("code")))
+        if isinstance(raw, str) and raw.isdigit():
+            raw = int(raw)
+        if isinstance(raw, int) and 400 <= raw < 600:
+            status = raw
+        detail = error.get("body", error.get("message", error))
+    text = detail if isinstance(detail, str) else repr(detail)
+    return status_error(
+        status,
+        body=(text if body is None else body)[:2048],
+        message=f"{context}: {text[:200]}",
+        **kwargs,
+    )

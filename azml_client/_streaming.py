@@ -21,7 +21,7 @@ from ._exceptions import (
     APITimeoutError,
     ResponseFormatError,
     StreamInterruptedError,
-    status_error,
+    reported_error,
 )
 from ._sse import ServerSentEvent, SSEDecoder
 from ._types import StreamChunk, Usage
@@ -204,27 +204,19 @@ class AsyncStream:
         return None if parsed is None else self._chunk(parsed, data)
 
     def _in_band_error(self, data: str) -> Exception:
-        status = 500
-        message = data
         try:
             body = json.loads(data)
         except ValueError:
             body = None
-        if isinstance(body, dict):
-            error = body.get("error", body)
-            if isinstance(error, dict):
-                code = error.get("status", error.get("code"))
-                status = code if isinstance(code, int) and 400 <= code < 600 else 500
-                message = str(error.get("message", error))
-        exc = status_error(
-            status,
-            body=data[:2048],
-            message=f"the stream reported an error: {message[:200]}",
+        error = body.get("error", body) if isinstance(body, dict) else data
+        return reported_error(
+            error,
+            context="the stream reported an error",
+            body=data,
             request_id=self.request_id,
             client_request_id=self.client_request_id,
             url=self._url,
         )
-        return exc
 
     def _chunk(self, parsed: ParsedOutput, data: Any) -> StreamChunk:
         text = parsed.text

@@ -19,7 +19,7 @@ from .._constants import ApiType
 from .._exceptions import ConfigurationError, status_error
 from ._base import ContentFormatterBase, FormatRequest, ParsedOutput
 from ._openai import openai_body, parse_openai, parse_openai_chunk, rename_param
-from ._shapes import parse_chat_output, parse_generation
+from ._shapes import parse_chat_output, parse_generation, tgi_finish_reason
 
 __all__ = [
     "BartContentFormatter",
@@ -237,8 +237,7 @@ class TGIContentFormatter(_Family):
         details = data.get("details")
         finish = None
         if isinstance(details, dict) and details.get("finish_reason") is not None:
-            reason = str(details["finish_reason"])
-            finish = {"eos_token": "stop", "stop_sequence": "stop"}.get(reason, reason)
+            finish = str(tgi_finish_reason(details["finish_reason"]))
         return ParsedOutput(text=text if isinstance(text, str) else "", finish_reason=finish)
 
     def build_request(self, request: FormatRequest) -> Any:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from .._constants import ApiType
-from .._exceptions import status_error
+from .._exceptions import reported_error
 from ._base import ContentFormatterBase, FormatRequest, ParsedOutput
 from ._shapes import raise_empty
 
@@ -43,14 +43,7 @@ def _error_in_body(data: Mapping[str, Any]) -> None:
     error = data.get("error")
     if error is None or "choices" in data:
         return
-    status = 500
-    message = str(error)
-    if isinstance(error, Mapping):
-        code = error.get("status", error.get("code"))
-        if isinstance(code, int):
-            status = code
-        message = str(error.get("message", error))
-    raise status_error(status, body=message[:2048], message=message[:200])
+    raise reported_error(error, context="the endpoint reported an error inside a 200 answer")
 
 
 def parse_openai(

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .._exceptions import EmptyResponseError, status_error
+from .._exceptions import EmptyResponseError, reported_error
 from ._base import ContentFormatterBase, FormatRequest, ParsedOutput
 
 _TEXT_KEYS = ("generated_text", "summary_text", "translation_text", "output", "text")
@@ -47,19 +47,7 @@ def raise_embedded_error(data: Mapping[str, Any]) -> None:
     error = data.get("error")
     if error is None or data.get("output") is not None:
         return
-    status = 500
-    body: Any = error
-    if isinstance(error, Mapping):
-        raw_status = error.get("status_code", error.get("status", error.get("code")))
-        if isinstance(raw_status, int) or (isinstance(raw_status, str) and raw_status.isdigit()):
-            status = int(raw_status)
-        body = error.get("body", error.get("message", error))
-    text = body if isinstance(body, str) else repr(body)
-    raise status_error(
-        status,
-        body=text[:2048],
-        message=f"the model reported an error inside an HTTP 200 answer: {text[:200]}",
-    )
+    raise reported_error(error, context="the model reported an error inside an HTTP 200 answer")
 
 
 def _fms_fields(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -78,6 +66,11 @@ def _fms_fields(data: Mapping[str, Any]) -> dict[str, Any]:
 _TGI_FINISH = {"eos_token": "stop", "stop_sequence": "stop", "length": "length"}
 
 
+def tgi_finish_reason(reason: Any) -> Any:
+    """TGI's finish reasons in OpenAI's words (``eos_token`` and ``stop_sequence`` are ``stop``)."""
+    return _TGI_FINISH.get(str(reason), reason)
+
+
 def parse_generation(
     formatter: ContentFormatterBase, data: Any, request: FormatRequest
 ) -> ParsedOutput:
@@ -93,7 +86,7 @@ def parse_generation(
                 details = data.get("details")
                 if isinstance(details, Mapping) and fields["finish_reason"] is None:
                     reason = details.get("finish_reason")
-                    fields["finish_reason"] = _TGI_FINISH.get(str(reason), reason)
+                    fields["finish_reason"] = tgi_finish_reason(reason)
                 return ParsedOutput(text=text, **fields)
     elif isinstance(data, list):
         if not data:
