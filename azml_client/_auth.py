@@ -66,7 +66,7 @@ class TokenAuth(Auth):
     """``Authorization: Bearer <token>`` from a credential, refreshed ``margin`` s before expiry."""
 
     def __init__(
-        self, credential: Any, scope: str, *, margin: float = TOKEN_REFRESH_MARGIN
+        self, credential: TokenCredential, scope: str, *, margin: float = TOKEN_REFRESH_MARGIN
     ) -> None:
         if not callable(getattr(credential, "get_token", None)):
             raise ConfigurationError(

@@ -29,6 +29,7 @@ from collections.abc import (
 from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
+import anyio.to_thread
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from ._batch import BatchResults
@@ -316,6 +317,4 @@ def _close_quietly(own: _OwnLoop) -> None:
 
 
 async def _close_in_thread(own: _OwnLoop) -> None:
-    import anyio.to_thread
-
     await anyio.to_thread.run_sync(own.close)

@@ -98,38 +98,25 @@ _TRANSPORT_METHOD: Final = httpx.AsyncHTTPTransport.__dict__.get("handle_async_r
 _ROUTING_METHOD: Final = httpx.AsyncClient.__dict__.get("_transport_for_url")
 
 
+def _comes_from(method: object, package: str) -> bool:
+    """Whether ``method`` is defined by ``package`` (not by a mocking library); None counts."""
+    if method is None:
+        return True
+    module = getattr(method, "__module__", None)
+    return isinstance(module, str) and module.split(".", 1)[0] == package
+
+
 #: Whether the methods captured above are the libraries' own (no mock was active at import).
-_ORIGINALS_CLEAN: Final = all(
-    getattr(method, "__module__", "").split(".", 1)[0] == package
-    for method, package in (
-        (_POOL_METHOD, "httpcore"),
-        (_TRANSPORT_METHOD, "httpx"),
-        (_ROUTING_METHOD, "httpx"),
-    )
+_ORIGINALS_CLEAN: Final = (
+    _comes_from(_POOL_METHOD, "httpcore")
+    and _comes_from(_TRANSPORT_METHOD, "httpx")
+    and _comes_from(_ROUTING_METHOD, "httpx")
 )
 
 
 def aiohttp_available() -> bool:
     """Whether the aiohttp-backed transport can be used (``azml-client[fast]`` installed)."""
     return aiohttp is not None
-
-
-def _is_original(method: object, original: object, package: str) -> bool:
-    if method is None:
-        return True
-    if method is original and original_is_clean(original, package):
-        return True
-    # Patched, or captured while already patched (a mock active when this module was first
-    # imported), or reloaded: judge by where the function comes from.
-    module = getattr(method, "__module__", None)
-    return isinstance(module, str) and module.split(".", 1)[0] == package
-
-
-@functools.lru_cache(maxsize=8)
-def original_is_clean(original: object, package: str) -> bool:
-    """Whether a method captured at import really is the library's own (not a mock's)."""
-    module = getattr(original, "__module__", None)
-    return isinstance(module, str) and module.split(".", 1)[0] == package
 
 
 def mocking_active() -> bool:
@@ -153,9 +140,9 @@ def mocking_active() -> bool:
     ):
         return False  # the hot path: nothing patched since a clean import
     return not (
-        _is_original(pool, _POOL_METHOD, "httpcore")
-        and _is_original(transport, _TRANSPORT_METHOD, "httpx")
-        and _is_original(routing, _ROUTING_METHOD, "httpx")
+        _comes_from(pool, "httpcore")
+        and _comes_from(transport, "httpx")
+        and _comes_from(routing, "httpx")
     )
 
 
