@@ -63,11 +63,21 @@ def test_closed_sync_client() -> None:
         pass
 
 
+@respx.mock
 def test_close_stops_the_portal_thread() -> None:
+    """A call from a running loop starts the portal thread; close() must stop it."""
+    respx.post(DEDICATED_URL).mock(return_value=httpx.Response(200, json=["x"]))
     before = threading.active_count()
     client = make()
+
+    async def notebook_cell() -> int:
+        client.complete("x")  # under a running loop: goes through the portal thread
+        return threading.active_count()
+
+    during = asyncio.run(notebook_cell())
+    assert during > before  # the portal thread was really started
     client.close()
-    assert threading.active_count() <= before
+    assert threading.active_count() == before
 
 
 def test_repr_has_no_key() -> None:
