@@ -347,7 +347,7 @@ class OpenAIAdapter(Adapter):
 
     async def stream(self, on_token: Callable[[], None]) -> int:
         count = 0
-        response = await self.client.chat.completions.create(
+        response: Any = await self.client.chat.completions.create(
             model=MODEL,
             messages=MESSAGES,  # type: ignore[arg-type]
             max_tokens=MAX_TOKENS,
@@ -388,7 +388,7 @@ class AzureInferenceAdapter(Adapter):
         from azure.ai.inference.models import UserMessage
 
         count = 0
-        response = await self.client.complete(
+        response: Any = await self.client.complete(
             messages=[UserMessage("hi")], max_tokens=MAX_TOKENS, stream=True
         )
         async for update in response:

@@ -340,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
             (["--quick"] if args.quick else [])
             + (["--markdown", str(args.markdown)] if args.markdown else [])
         )
-        return
+        return 0
 
     table = scenarios(args.quick)
     clients, names = SUITES[args.suite]

@@ -103,45 +103,26 @@ def _sse_chunk(payload: bytes) -> bytes:
     return b"%x\r\n%b\r\n" % (len(payload), payload)
 
 
-def _token_event(i: int, chat: bool) -> bytes:
+def _event(chat: bool, text: str | None, finish: str | None) -> bytes:
+    """One SSE event of a chat (``delta``) or text completion stream, chunk-framed."""
     if chat:
-        obj: dict[str, Any] = {
-            "id": "chatcmpl-bench",
-            "object": "chat.completion.chunk",
-            "created": 1700000000,
-            "model": "bench-model",
-            "choices": [{"index": 0, "delta": {"content": f"t{i} "}, "finish_reason": None}],
-        }
+        choice: dict[str, Any] = {"index": 0, "delta": {} if text is None else {"content": text}}
+        ident, kind = "chatcmpl-bench", "chat.completion.chunk"
     else:
-        obj = {
-            "id": "cmpl-bench",
-            "object": "text_completion",
-            "created": 1700000000,
-            "model": "bench-model",
-            "choices": [{"index": 0, "text": f"t{i} ", "finish_reason": None}],
-        }
+        choice = {"index": 0, "text": text or ""}
+        ident, kind = "cmpl-bench", "text_completion"
+    choice["finish_reason"] = finish
+    obj = {"id": ident, "object": kind, "created": 1700000000, "model": "bench-model"}
+    obj["choices"] = [choice]
     return _sse_chunk(b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n")
 
 
+def _token_event(i: int, chat: bool) -> bytes:
+    return _event(chat, f"t{i} ", None)
+
+
 def _final_events(chat: bool) -> bytes:
-    if chat:
-        obj: dict[str, Any] = {
-            "id": "chatcmpl-bench",
-            "object": "chat.completion.chunk",
-            "created": 1700000000,
-            "model": "bench-model",
-            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
-        }
-    else:
-        obj = {
-            "id": "cmpl-bench",
-            "object": "text_completion",
-            "created": 1700000000,
-            "model": "bench-model",
-            "choices": [{"index": 0, "text": "", "finish_reason": "stop"}],
-        }
-    last = b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
-    return _sse_chunk(last) + _sse_chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n"
+    return _event(chat, None, "stop") + _sse_chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n"
 
 
 _TOKEN_CACHE: dict[tuple[int, bool], bytes] = {}
@@ -383,7 +364,7 @@ def _wants_stream(body: bytes) -> bool:
 
 
 def _parse_chunked(buf: bytes, pos: int) -> tuple[bytes, int] | None:
-    parts = []
+    parts: list[bytes] = []
     while True:
         eol = buf.find(b"\r\n", pos)
         if eol < 0:
