@@ -25,6 +25,14 @@ import anyio
 __all__ = ["AdaptiveLimiter", "Signal", "TokenBucket"]
 
 Clock = Callable[[], float]
+#: Rates are measured over the last second; older timestamps are dropped as new ones come, so
+#: a run of any length keeps at most one second of them.
+_WINDOW = 1.0
+
+
+def _trim(stamps: deque[float], before: float) -> None:
+    while stamps and stamps[0] < before:
+        stamps.popleft()
 
 
 class TokenBucket:
@@ -105,9 +113,8 @@ class AdaptiveLimiter:
     def _record(self) -> None:
         self.history.append((round(self.clock() - self._start, 3), self.limit))
 
-    def _success_rate(self, now: float, window: float = 1.0) -> float | None:
-        while self._successes and self._successes[0] < now - window:
-            self._successes.popleft()
+    def _success_rate(self, now: float, window: float = _WINDOW) -> float | None:
+        _trim(self._successes, now - window)
         if now - self._start < window:
             return None
         return len(self._successes) / window
@@ -119,6 +126,7 @@ class AdaptiveLimiter:
             self.pause_until = max(self.pause_until, now + retry_after)
         if signal == Signal.SUCCESS:
             self._successes.append(now)
+            _trim(self._successes, now - _WINDOW)
             self._grow(now)
             return
         if sent_at < self._last_adjust:
@@ -151,8 +159,7 @@ class AdaptiveLimiter:
 
     def _send_rate(self, now: float) -> float:
         """Sends per second over the last second (or since the start, if shorter)."""
-        while self._sends and self._sends[0] < now - 1.0:
-            self._sends.popleft()
+        _trim(self._sends, now - _WINDOW)
         return max(1.0, len(self._sends) / max(min(1.0, now - self._start), 0.01))
 
     def _grow(self, now: float) -> None:
@@ -195,3 +202,4 @@ class AdaptiveLimiter:
         if self.rate is not None:
             self._next_send = max(self._next_send, now) + 1.0 / self.rate
         self._sends.append(now)
+        _trim(self._sends, now - _WINDOW)

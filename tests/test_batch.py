@@ -354,3 +354,13 @@ async def test_a_100k_item_run_holds_flat_memory() -> None:
     assert seen == 100_000 and run.stats.succeeded == 100_000
     assert max_ahead <= 2 * 32
     assert peak < 8 * 1024 * 1024, f"peak {peak / 2**20:.1f} MiB"
+
+
+def test_the_limiter_keeps_one_second_of_history_however_long_the_run() -> None:
+    clock = Clock()
+    limiter = AdaptiveLimiter(initial=8, clock=clock)
+    for _ in range(10_000):  # 10 s at 1000 sends and successes a second
+        clock.now += 0.001
+        limiter.took()
+        limiter.observe(Signal.SUCCESS, sent_at=clock.now)
+    assert len(limiter._sends) <= 1001 and len(limiter._successes) <= 1001
