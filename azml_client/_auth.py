@@ -17,7 +17,8 @@ import anyio.to_thread
 from pydantic import SecretStr
 
 from ._constants import TOKEN_REFRESH_MARGIN
-from ._exceptions import AuthenticationError, ConfigurationError
+from ._exceptions import ConfigurationError, CredentialError
+from ._redact import Redactor
 
 __all__ = ["Auth", "KeyAuth", "NoAuth", "TokenAuth", "TokenCredential"]
 
@@ -63,10 +64,19 @@ class KeyAuth(Auth):
 
 
 class TokenAuth(Auth):
-    """``Authorization: Bearer <token>`` from a credential, refreshed ``margin`` s before expiry."""
+    """``Authorization: Bearer <token>`` from a credential, refreshed ``margin`` s before expiry.
+
+    Each token fetched is added to ``redactor`` (when given) before it is first sent, so an
+    error that echoes it back can be scrubbed.
+    """
 
     def __init__(
-        self, credential: TokenCredential, scope: str, *, margin: float = TOKEN_REFRESH_MARGIN
+        self,
+        credential: TokenCredential,
+        scope: str,
+        *,
+        margin: float = TOKEN_REFRESH_MARGIN,
+        redactor: Redactor | None = None,
     ) -> None:
         if not callable(getattr(credential, "get_token", None)):
             raise ConfigurationError(
@@ -79,6 +89,7 @@ class TokenAuth(Auth):
         self._token: str | None = None
         self._expires_on = 0.0
         self._lock = anyio.Lock()
+        self._redactor = redactor
 
     def __repr__(self) -> str:
         return f"TokenAuth(credential={type(self._credential).__name__}, scope={self._scope!r})"
@@ -97,6 +108,7 @@ class TokenAuth(Auth):
         return f"Bearer {self._token}"
 
     async def _refresh(self) -> None:
+        """Fetch a new token; :class:`CredentialError` when there is none (nothing is sent)."""
         get_token = self._credential.get_token
         try:
             if inspect.iscoroutinefunction(get_token):
@@ -106,18 +118,26 @@ class TokenAuth(Auth):
                 if inspect.isawaitable(result):
                     result = await result
         except Exception as exc:
-            raise AuthenticationError(
-                f"the credential could not get a token for {self._scope} "
-                f"({type(exc).__name__}: {exc})",
-                status_code=401,
-            ) from exc
+            # The credential's own message (often many lines: every credential tried) stays
+            # on __cause__ for the traceback; it comes from the credential, never holds our key.
+            raise self._error(f"failed with {type(exc).__name__} (see __cause__)") from exc
         token = getattr(result, "token", None)
         expires_on = getattr(result, "expires_on", None)
         if token is None and isinstance(result, tuple) and len(result) == 2:
             token, expires_on = result
         if not isinstance(token, str) or not token:
-            raise AuthenticationError(
-                f"{type(self._credential).__name__}.get_token() returned no token", status_code=401
-            )
+            raise self._error(f"returned no token (got {type(result).__name__})")
+        if self._redactor is not None:
+            self._redactor.add(token)
         self._token = token
         self._expires_on = float(expires_on) if expires_on is not None else time.time() + 3600
+
+    def _error(self, what: str) -> CredentialError:
+        credential = type(self._credential).__name__
+        return CredentialError(
+            f"{credential}.get_token({self._scope!r}) {what}: no request was sent. Check the "
+            "identity it uses (`az login`, the managed identity, the AZURE_* variables), or "
+            "pass token_scope=... if this endpoint expects another scope",
+            scope=self._scope,
+            credential=credential,
+        )

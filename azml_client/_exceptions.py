@@ -5,6 +5,7 @@ Every error derives from :class:`AzmlError`, so ``except AzmlError`` catches all
     AzmlError
     ├── ConfigurationError              bad arguments; raised at construction, names the fix
     ├── ClientClosedError               the client was used after ``aclose()``
+    ├── CredentialError                 the token provider failed or gave no token: nothing sent
     ├── APIConnectionError              the request got no answer (never sent, or connection lost)
     │   ├── APITimeoutError             ... because a timeout or the call's deadline ran out
     │   └── StreamInterruptedError      a stream was cut before its end marker
@@ -23,13 +24,17 @@ Every error derives from :class:`AzmlError`, so ``except AzmlError`` catches all
 
 Status errors carry ``status_code``, a capped ``body`` excerpt, the server's ``request_id``, the
 client's ``client_request_id``, ``retry_after`` (seconds, when the server said) and ``attempts``.
-They never include request headers, so the key cannot leak through them.
+They never include request headers, so the key cannot leak through them; what a server echoes
+back (a body or header quoting the key) is for :func:`azml_client._redact.scrub` to remove.
+
+Every error pickles with all its fields (``AzmlError.__reduce__``), so errors cross process
+pools and multiprocessing queues intact even though most constructors are keyword-only.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from ._constants import BODY_EXCERPT_LIMIT
 
@@ -42,6 +47,7 @@ __all__ = [
     "BadRequestError",
     "ClientClosedError",
     "ConfigurationError",
+    "CredentialError",
     "EmptyResponseError",
     "ModelError",
     "NotFoundError",
@@ -67,8 +73,26 @@ def excerpt(body: bytes | str | None, limit: int = BODY_EXCERPT_LIMIT) -> str:
     return f"{text[:limit]}... [{len(text) - limit} more characters]"
 
 
+_E = TypeVar("_E", bound="AzmlError")
+
+
+def _rebuild(cls: type[_E], args: tuple[Any, ...], state: dict[str, Any]) -> _E:
+    """Recreate a pickled error without calling ``__init__`` (see ``AzmlError.__reduce__``)."""
+    exc = cls.__new__(cls)
+    exc.args = args
+    exc.__dict__.update(state)
+    return exc
+
+
 class AzmlError(Exception):
     """Root of every error raised by azml-client."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # BaseException pickles as ``cls(*self.args)`` plus ``__dict__``: that calls __init__
+        # with the message only, which the keyword-only constructors below refuse (and
+        # ClientClosedError would rewrite). Rebuilding from args and fields needs no
+        # constructor at all, so every subclass, present or future, pickles as it is.
+        return (_rebuild, (type(self), self.args, self.__dict__))
 
 
 class ConfigurationError(AzmlError, ValueError):
@@ -84,6 +108,22 @@ class ClientClosedError(AzmlError, RuntimeError):
             or "this client is closed: create a new EndpointClient, or keep using the client "
             "inside its 'async with' block"
         )
+
+
+class CredentialError(AzmlError):
+    """The credential (an azure-identity token provider) failed or returned no token.
+
+    No request was sent. The credential's own exception, if it raised one, is ``__cause__``;
+    ``scope`` is the token scope asked for and ``credential`` the credential's type name.
+    """
+
+    def __init__(
+        self, message: str, *, scope: str | None = None, credential: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.scope = scope
+        self.credential = credential
 
 
 class _RequestError(AzmlError):
@@ -262,6 +302,22 @@ _ADVICE: dict[int, str] = {
 }
 
 
+def _as_status(value: Any) -> int | None:
+    """``value`` as an integer status, or None when it is not one (``"503"`` counts)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, (str, bytes)):
+        try:
+            return int(value)  # not str.isdigit(): it accepts "²", which int() refuses
+        except ValueError:
+            return None
+    return None
+
+
 def status_error(
     status_code: int,
     *,
@@ -271,24 +327,33 @@ def status_error(
     model_reason: str | None = None,
     **kwargs: Any,
 ) -> APIStatusError:
-    """Build the typed error for an HTTP status (the one place statuses map to classes)."""
-    cls = _BY_STATUS.get(status_code)
-    if cls is None:
-        cls = ServerError if status_code >= 500 else APIStatusError
-    advice = _ADVICE.get(status_code) or (
-        "the endpoint failed; retry later" if status_code >= 500 else "unexpected status"
-    )
+    """Build the typed error for an HTTP status (the one place statuses map to classes).
+
+    It runs while another error is being reported, so it never fails itself: a status that is
+    not an integer (``status_code`` becomes 0) or lies outside 100-599 gives a plain
+    :class:`APIStatusError` saying so, rather than a crash or a misleading ``ServerError``.
+    """
+    status = _as_status(status_code)
+    if status is None or not 100 <= status <= 599:
+        cls: type[APIStatusError] = APIStatusError
+        advice = f"unexpected status {status_code!r}: not an HTTP status"
+    else:
+        cls = _BY_STATUS.get(status) or (ServerError if status >= 500 else APIStatusError)
+        advice = _ADVICE.get(status) or (
+            "the endpoint failed; retry later" if status >= 500 else "unexpected status"
+        )
     text = f"{message} ({advice})" if message else advice
+    code = 0 if status is None else status
     if cls is ModelError:
         return ModelError(
             text,
-            status_code=status_code,
+            status_code=code,
             body=body,
             model_status_code=model_status_code,
             model_reason=model_reason,
             **kwargs,
         )
-    return cls(text, status_code=status_code, body=body, **kwargs)
+    return cls(text, status_code=code, body=body, **kwargs)
 
 
 def reported_error(
@@ -304,10 +369,8 @@ def reported_error(
     status = 500
     detail: Any = error
     if isinstance(error, Mapping):
-        raw = error.get("status_code", error.get("status", error.get("code")))
-        if isinstance(raw, str) and raw.isdigit():
-            raw = int(raw)
-        if isinstance(raw, int) and 400 <= raw < 600:
+        raw = _as_status(error.get("status_code", error.get("status", error.get("code"))))
+        if raw is not None and 400 <= raw < 600:
             status = raw
         detail = error.get("body", error.get("message", error))
     text = detail if isinstance(detail, str) else repr(detail)

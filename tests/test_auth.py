@@ -10,6 +10,9 @@ import pytest
 import respx
 
 from azml_client import AuthenticationError, ConfigurationError, EndpointClient
+from azml_client._auth import TokenAuth
+from azml_client._exceptions import CredentialError
+from azml_client._redact import REDACTED, Redactor
 
 from .conftest import DEDICATED_URL
 
@@ -82,14 +85,56 @@ async def test_token_is_refreshed_before_expiry_and_after_401() -> None:
     assert credential.scopes[0] == ("api://custom/.default",)
 
 
-async def test_failing_credential_is_an_authentication_error() -> None:
+@respx.mock
+async def test_failing_credential_is_a_credential_error_and_nothing_is_sent() -> None:
     class Broken:
         def get_token(self, *scopes: str) -> Any:
             raise RuntimeError("no identity here")
 
+    route = respx.post(DEDICATED_URL).mock(return_value=httpx.Response(200, json=["x"]))
     async with EndpointClient(endpoint_url=DEDICATED_URL, credential=Broken()) as client:
-        with pytest.raises(AuthenticationError, match="no identity here"):
+        with pytest.raises(CredentialError) as raised:
             await client.complete("x")
+    exc = raised.value
+    assert not isinstance(exc, AuthenticationError)  # no 401 was ever received
+    assert not route.called
+    message = str(exc)
+    for part in ("Broken.get_token('https://ml.azure.com/.default')", "RuntimeError"):
+        assert part in message
+    assert "no request was sent" in message and "az login" in message
+    assert "token_scope=" in message
+    assert (exc.scope, exc.credential) == ("https://ml.azure.com/.default", "Broken")
+    # The credential's own explanation stays reachable for the traceback.
+    assert isinstance(exc.__cause__, RuntimeError)
+    assert str(exc.__cause__) == "no identity here"
+
+
+@pytest.mark.parametrize("result", [None, AccessToken("", 0), ("", 0), object()])
+async def test_credential_without_a_token_is_a_credential_error(result: Any) -> None:
+    class Empty:
+        async def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+            return result
+
+    auth = TokenAuth(Empty(), "api://custom/.default")
+    with pytest.raises(CredentialError, match=r"Empty\.get_token\('api://custom/\.default'\) "):
+        await auth.authorization()
+    with pytest.raises(CredentialError, match="returned no token"):
+        await auth.authorization()  # nothing was cached: it asks again
+
+
+async def test_fetched_tokens_are_added_to_the_redactor() -> None:
+    redactor = Redactor()
+    auth = TokenAuth(FakeCredential(lifetime=60), "api://x/.default", redactor=redactor)
+    assert await auth.authorization() == "Bearer tok-1"  # shorter than 8: ignored
+    long_token = "eyJhbGciOiJSUzI1NiJ9.payload.signature"
+
+    class Long:
+        def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+            return AccessToken(long_token, int(time.time() + 3600))
+
+    auth = TokenAuth(Long(), "api://x/.default", redactor=redactor)
+    assert await auth.authorization() == f"Bearer {long_token}"
+    assert redactor.text(f"echo {long_token}") == f"echo {REDACTED}"
 
 
 def test_credential_without_get_token_is_refused() -> None:
