@@ -16,8 +16,10 @@ from ._batch import BatchStats as BatchStats
 from ._client import EndpointClient as EndpointClient
 from ._client import load_client as load_client
 from ._config import ClientSettings as ClientSettings
+from ._constants import NOT_GIVEN as NOT_GIVEN
 from ._constants import ApiType as ApiType
 from ._constants import ExtraParameters as ExtraParameters
+from ._constants import NotGiven as NotGiven
 from ._exceptions import APIConnectionError as APIConnectionError
 from ._exceptions import APIStatusError as APIStatusError
 from ._exceptions import APITimeoutError as APITimeoutError
@@ -26,6 +28,7 @@ from ._exceptions import AzmlError as AzmlError
 from ._exceptions import BadRequestError as BadRequestError
 from ._exceptions import ClientClosedError as ClientClosedError
 from ._exceptions import ConfigurationError as ConfigurationError
+from ._exceptions import CredentialError as CredentialError
 from ._exceptions import EmptyResponseError as EmptyResponseError
 from ._exceptions import ModelError as ModelError
 from ._exceptions import NotFoundError as NotFoundError
@@ -66,7 +69,7 @@ from .formatters import list_formatters as list_formatters
 from .formatters import register_formatter as register_formatter
 from .formatters import unregister_formatter as unregister_formatter
 
-__version__ = "0.1.0"
+from ._version import __version__ as __version__
 
 __all__ = [
     "APIConnectionError",
@@ -88,6 +91,7 @@ __all__ = [
     "Completion",
     "ConfigurationError",
     "ContentFormatterBase",
+    "CredentialError",
     "CustomOpenAIChatContentFormatter",
     "CustomOpenAIContentFormatter",
     "DollyContentFormatter",
@@ -101,7 +105,9 @@ __all__ = [
     "LlamaChatContentFormatter",
     "LlamaContentFormatter",
     "ModelError",
+    "NOT_GIVEN",
     "NotFoundError",
+    "NotGiven",
     "OSSContentFormatter",
     "OpenAIContentFormatter",
     "ParsedOutput",

@@ -1,10 +1,13 @@
 """Bulk runs: bounded, rate-aware, ordered on demand, never more input in memory than in flight.
 
 :class:`BatchRun` pulls items from any sync or async iterable only as capacity frees, runs each
-through the client (one attempt at a time, so the run's limiter sees every answer), retries what
-is retryable, and yields ``(index, result)`` as results complete. A failed item's result is its
-typed exception. Leaving the loop early, cancelling, or an error cancels the items in flight
-and awaits them: no task outlives the run and their connections are released.
+through the client's one request driver, and yields ``(index, result)`` as results complete. A
+failed item's result is its typed exception. The run does not retry anything itself: its
+:class:`_ItemHook` rides along on every attempt of the driver, holding an attempt back for the
+shared Retry-After pause, the pacing rate and the ``max_rps`` / ``max_tpm`` budgets, and feeding
+each outcome to the adaptive limiter. Leaving the loop early, cancelling, or an error cancels
+the items in flight and awaits them: no task outlives the run and their connections are
+released.
 
 The run uses asyncio tasks (not an anyio task group) so that an ``async for`` left with
 ``break`` can be finalised from any task; it therefore needs the asyncio backend, which is what
@@ -15,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 import time
 from collections.abc import (
     AsyncIterable,
@@ -27,7 +29,7 @@ from collections.abc import (
     Mapping,
 )
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ._exceptions import (
     APIConnectionError,
@@ -37,8 +39,10 @@ from ._exceptions import (
     RateLimitError,
 )
 from ._limiter import AdaptiveLimiter, Signal, TokenBucket
-from ._retry import backoff, is_retryable_error
 from ._types import Completion
+
+if TYPE_CHECKING:
+    from .cli._render import ProgressRenderer
 
 __all__ = ["BatchItem", "BatchResults", "BatchRun", "BatchStats", "Concurrency"]
 
@@ -47,8 +51,9 @@ logger = logging.getLogger("azml_client.batch")
 BatchItem = str | list[Mapping[str, Any]] | Mapping[str, Any]
 Concurrency = int | Literal["auto"]
 ItemResult = Completion | AzmlError
-#: Calls one item once: (kind, prompt-or-messages, params) -> result; raises AzmlError.
-ItemCaller = Callable[[str, Any, dict[str, Any]], Awaitable[Completion]]
+#: Runs one item through the client's driver, with the run's hook on every attempt:
+#: (kind, prompt-or-messages, params, hook) -> result; raises AzmlError.
+ItemCaller = Callable[[str, Any, dict[str, Any], "_ItemHook"], Awaitable[Completion]]
 
 _OVERLOAD_STATUSES = frozenset({408, 502, 503, 504})
 _AUTO_INITIAL = 8
@@ -162,10 +167,6 @@ class BatchRun:
         max_concurrency: int = 256,
         max_rps: float | None = None,
         max_tpm: float | None = None,
-        max_retries: int = 2,
-        max_rate_limit_retries: int = 50,
-        backoff_base: float = 0.5,
-        backoff_max: float = 8.0,
         return_exceptions: bool = True,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     ) -> None:
@@ -188,9 +189,6 @@ class BatchRun:
         self.stats = BatchStats(limiter=self.limiter)
         self._rps = TokenBucket(max_rps, capacity=max(1.0, max_rps / 10)) if max_rps else None
         self._tpm = TokenBucket(max_tpm / 60.0, capacity=max_tpm / 60.0) if max_tpm else None
-        self._max_retries = max_retries
-        self._max_rate_limit_retries = max_rate_limit_retries
-        self._backoff = (backoff_base, backoff_max)
         self._return_exceptions = return_exceptions
         self._sleep = sleep
         self._iterator: AsyncIterator[tuple[int, ItemResult]] | None = None
@@ -289,40 +287,14 @@ class BatchRun:
         except ConfigurationError as exc:
             return exc
         tokens = _estimate_tokens(kind, payload, params) if self._tpm else 0.0
-        attempts = retries = rate_limited = 0
-        while True:
-            await self._gate(tokens)
-            sent_at = time.monotonic()
-            attempts += 1
-            self.stats.sent += 1
-            try:
-                result = await self._call(kind, payload, params)
-            except AzmlError as exc:
-                exc_retry_after = getattr(exc, "retry_after", None)
-                signal = self._signal(exc)
-                if signal == Signal.RATE_LIMITED:
-                    self.stats.rate_limited += 1
-                if self._adaptive:
-                    self.limiter.observe(signal, sent_at=sent_at, retry_after=exc_retry_after)
-                if isinstance(exc, RateLimitError):
-                    rate_limited += 1
-                    can_retry = rate_limited <= self._max_rate_limit_retries
-                else:
-                    retries += 1
-                    can_retry = is_retryable_error(exc) and retries <= self._max_retries
-                if not can_retry:
-                    if isinstance(exc, APIConnectionError | APIStatusError):
-                        exc.attempts = attempts
-                    return exc
-                self.stats.retried += 1
-                await self._wait_before_retry(exc, exc_retry_after, retries + rate_limited)
-                continue
-            if self._adaptive:
-                self.limiter.observe(Signal.SUCCESS, sent_at=sent_at)
-            if self._tpm is not None and result.usage and result.usage.total_tokens:
-                self._tpm.adjust(tokens - result.usage.total_tokens)
-            result.attempts = attempts
-            return result
+        hook = _ItemHook(self, tokens)
+        try:
+            result = await self._call(kind, payload, params, hook)
+        except AzmlError as exc:
+            return exc
+        if self._tpm is not None and result.usage and result.usage.total_tokens:
+            self._tpm.adjust(tokens - result.usage.total_tokens)
+        return result
 
     async def _gate(self, tokens: float) -> None:
         """Wait for the shared pause, the pacing rate and the caller's budgets."""
@@ -338,19 +310,6 @@ class BatchRun:
         if delay > 0:
             await self._sleep(delay)
 
-    async def _wait_before_retry(
-        self, exc: AzmlError, retry_after: float | None, attempt: int
-    ) -> None:
-        if self._adaptive and retry_after is not None:
-            return  # the shared pause set from Retry-After already holds every worker
-        if retry_after is not None:
-            wait = retry_after
-        elif isinstance(exc, RateLimitError) and self._adaptive:
-            return  # the pacing rate now spaces the sends
-        else:
-            wait = backoff(attempt, base=self._backoff[0], cap=self._backoff[1])
-        await self._sleep(wait)
-
     @staticmethod
     def _signal(exc: AzmlError) -> str:
         if isinstance(exc, RateLimitError):
@@ -363,30 +322,73 @@ class BatchRun:
         return Signal.ERROR
 
 
+class _ItemHook:
+    """The run's hook on every attempt of one item (see :class:`~._http.AttemptHook`)."""
+
+    __slots__ = ("_attempts", "_run", "_tokens")
+
+    def __init__(self, run: BatchRun, tokens: float) -> None:
+        self._run = run
+        self._tokens = tokens
+        self._attempts = 0
+
+    async def before_attempt(self) -> None:
+        run = self._run
+        await run._gate(self._tokens)
+        self._attempts += 1
+        run.stats.sent += 1
+        if self._attempts > 1:
+            run.stats.retried += 1
+
+    def after_attempt(
+        self, error: AzmlError | None, *, sent_at: float, retry_after: float | None
+    ) -> None:
+        run = self._run
+        if error is None:
+            if run._adaptive:
+                run.limiter.observe(Signal.SUCCESS, sent_at=sent_at)
+            return
+        signal = run._signal(error)
+        if signal == Signal.RATE_LIMITED or isinstance(error, RateLimitError):
+            run.stats.rate_limited += 1
+        if run._adaptive:
+            run.limiter.observe(signal, sent_at=sent_at, retry_after=retry_after)
+
+    def retry_wait(self, error: AzmlError, wait: float) -> float:
+        """In adaptive mode the shared pause (Retry-After) and the pacing rate (a 429 without
+        one) already hold the next attempt back: no wait of the item's own on top."""
+        run = self._run
+        if run._adaptive and (
+            isinstance(error, RateLimitError)
+            or (isinstance(error, APIStatusError) and error.retry_after is not None)
+        ):
+            return 0.0
+        return wait
+
+
 async def collect(
     run: BatchRun, *, progress: bool = False, total: int | None = None
 ) -> BatchResults:
-    """Run to the end and return the results in input order."""
+    """Run to the end and return the results in input order.
+
+    ``progress=True`` shows the command line's own renderer (a rich bar on a terminal, a plain
+    line every few seconds elsewhere): the engine itself never writes to a terminal.
+    """
     results: dict[int, ItemResult] = {}
-    last = 0.0
-    async with run:
-        async for index, result in run:
-            results[index] = result
-            if progress and time.monotonic() - last > 0.5:
-                last = time.monotonic()
-                _print_progress(run.stats, total)
+    renderer: ProgressRenderer | None = None
     if progress:
-        _print_progress(run.stats, total)
-        sys.stderr.write("\n")
+        from .cli._render import ProgressSnapshot, progress_renderer
+
+        renderer = progress_renderer(total)
+    try:
+        async with run:
+            async for index, result in run:
+                results[index] = result
+                if renderer is not None:
+                    renderer.update(ProgressSnapshot.from_stats(run.stats, total=total))
+    finally:
+        if renderer is not None:
+            renderer.close(ProgressSnapshot.from_stats(run.stats, total=total))
     out = BatchResults(results[i] for i in range(len(results)))
     out.stats = run.stats
     return out
-
-
-def _print_progress(stats: BatchStats, total: int | None) -> None:
-    of = f"/{total}" if total is not None else ""
-    sys.stderr.write(
-        f"\r{stats.done}{of} done, {stats.failed} failed, {stats.rate_limited} x 429, "
-        f"{stats.rps:.1f} req/s, concurrency {stats.concurrency}   "
-    )
-    sys.stderr.flush()

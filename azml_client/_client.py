@@ -1,30 +1,37 @@
-"""``EndpointClient``: the one async driver (calls, streams, bulk runs, results).
+"""``EndpointClient``: calls, streams and bulk runs of one endpoint.
 
-Data flows one way: call -> formatter (pure) -> httpx -> formatter (pure) -> typed result.
-Sending, retrying and mapping httpx's errors to ours live in :mod:`._sender`.
+Data flows one way: call -> formatter (pure) -> :class:`~._http.Driver` (the one request
+pipeline: attempts, retries, timeouts, typed errors) -> formatter (pure) -> typed result.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import ssl
+import time
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping, Sequence, Sized
+from dataclasses import replace
 from typing import Any
 
 import anyio
 import httpx
 from pydantic import SecretStr
 
+from . import _json
 from ._auth import Auth, KeyAuth, NoAuth, TokenAuth
 from ._batch import BatchResults, BatchRun, Concurrency, collect
 from ._config import ClientSettings, Routes, resolve_routes
 from ._constants import (
     AZUREML_TOKEN_SCOPE,
     ENV_API_KEY,
+    HEADER_CLIENT_REQUEST_ID,
     HEADER_DEPLOYMENT,
     HEADER_EXTRA_PARAMETERS,
+    NOT_GIVEN,
     ApiType,
     ExtraParameters,
+    NotGiven,
 )
 from ._exceptions import (
     APIStatusError,
@@ -33,11 +40,19 @@ from ._exceptions import (
     ResponseFormatError,
     excerpt,
 )
+from ._http import AttemptHook, Call, Connections, Driver, Exchange, new_request_id
+from ._options import (
+    SENSITIVE_HEADERS,
+    CallOptions,
+    check_headers,
+    settings_arguments,
+    split_timeout,
+)
+from ._redact import Redactor
 from ._retry import RetryPolicy
-from ._sender import CallOptions, HTTPSender
 from ._streaming import AsyncStream
-from ._transport import default_transport
-from ._types import ChatCompletion, ChatMessage, Completion, Usage
+from ._types import ChatCompletion, Completion, message_from, usage_from
+from ._version import __version__
 from .formatters._base import (
     ContentFormatterBase,
     FormatRequest,
@@ -53,13 +68,29 @@ __all__ = ["EndpointClient", "load_client"]
 
 
 Message = Mapping[str, Any]
+FormatterArg = str | ContentFormatterBase | type[ContentFormatterBase]
 _DEFAULT_FORMATTER = {ApiType.DEDICATED: "llama", ApiType.SERVERLESS: "openai"}
+_USER_AGENT = f"azml-client/{__version__}"
+#: What ``with_options()`` may change: everything that does not belong to the connection pool.
+_OPTION_NAMES = frozenset(
+    {
+        "timeout",
+        "deadline",
+        "max_retries",
+        "retry",
+        "model_kwargs",
+        "deployment_name",
+        "extra_parameters",
+        "default_headers",
+        "formatter",
+        "formatter_options",
+        "sleep",
+    }
+)
 
 
-def _as_secret(value: str | SecretStr | None) -> SecretStr | None:
-    if value is None or isinstance(value, SecretStr):
-        return value
-    return SecretStr(value)
+def _given(value: Any) -> bool:
+    return value is not None and not isinstance(value, NotGiven)
 
 
 def _check_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
@@ -80,7 +111,7 @@ def _check_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
     return out
 
 
-class EndpointClient(HTTPSender):
+class EndpointClient:
     """Async client of one Azure ML dedicated endpoint or one serverless endpoint.
 
     Example::
@@ -95,12 +126,15 @@ class EndpointClient(HTTPSender):
             out = await client.complete("Write me a song about sparkling water:", temperature=0.5)
             print(out.text, out.finish_reason, out.request_id)
 
-    Every argument left as ``None`` falls back to its ``AZUREML_*`` environment variable (URL,
-    key, deployment, api type, timeout) and then to the defaults in ``_constants.py``. Per-call
+    Every argument left out falls back to its ``AZUREML_*`` environment variable (URL, key,
+    deployment, api type, timeout) and then to the defaults in ``_constants.py``. Per-call
     keyword arguments override ``model_kwargs`` for that call only.
 
-    The client owns one pooled ``httpx.AsyncClient``; pass ``http_client=`` (or ``transport=``)
-    to use your own: the client never closes what it did not create.
+    Connections: one pool per client (aiohttp inside, httpx outside). ``proxy=`` and the
+    ``HTTP(S)_PROXY`` / ``NO_PROXY`` variables (unless ``trust_env=False``) and ``verify=``
+    (``True``, ``False``, a CA bundle path or an ``ssl.SSLContext``) apply to it. Pass
+    ``http_client=`` (or ``transport=``) to use your own: the client never closes what it did
+    not create. ``with_options(...)`` returns a client that shares the pool.
     """
 
     def __init__(
@@ -110,85 +144,145 @@ class EndpointClient(HTTPSender):
         *,
         api_type: str | ApiType | None = None,
         deployment_name: str | None = None,
-        formatter: str | ContentFormatterBase | type[ContentFormatterBase] | None = None,
+        formatter: FormatterArg | None = None,
         formatter_options: Mapping[str, Any] | None = None,
         model_kwargs: Mapping[str, Any] | None = None,
-        timeout: float | None = None,
-        connect_timeout: float | None = None,
-        deadline: float | None = None,
-        max_retries: int | None = None,
-        backoff_base: float | None = None,
-        backoff_max: float | None = None,
-        max_retry_after: float | None = None,
+        timeout: float | httpx.Timeout | NotGiven = NOT_GIVEN,
+        deadline: float | NotGiven | None = NOT_GIVEN,
+        max_retries: int | NotGiven | None = NOT_GIVEN,
+        retry: RetryPolicy | NotGiven = NOT_GIVEN,
+        limits: httpx.Limits | NotGiven = NOT_GIVEN,
         extra_parameters: str | ExtraParameters | None = None,
         api_version: str | None = None,
         credential: Any = None,
         token_scope: str | None = None,
         api_key_env: str | None = None,
         allow_insecure_http: bool | None = None,
-        max_connections: int | None = None,
-        max_keepalive_connections: int | None = None,
-        keepalive_expiry: float | None = None,
+        proxy: str | httpx.URL | httpx.Proxy | NotGiven | None = NOT_GIVEN,
+        verify: bool | str | os.PathLike[str] | ssl.SSLContext = True,
+        trust_env: bool | NotGiven = NOT_GIVEN,
+        default_headers: Mapping[str, str] | None = None,
         http_client: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[Any]] | None = None,
         env: Mapping[str, str] | None = None,
+        connect_timeout: float | NotGiven = NOT_GIVEN,
+        backoff_base: float | NotGiven = NOT_GIVEN,
+        backoff_max: float | NotGiven = NOT_GIVEN,
+        max_retry_after: float | NotGiven = NOT_GIVEN,
+        max_connections: int | NotGiven = NOT_GIVEN,
+        max_keepalive_connections: int | NotGiven = NOT_GIVEN,
+        keepalive_expiry: float | NotGiven = NOT_GIVEN,
     ) -> None:
         if credential is not None and api_key is not None:
             raise ConfigurationError("pass either api_key or credential, not both")
         if http_client is not None and transport is not None:
             raise ConfigurationError("pass either http_client or transport, not both")
-        formatter_key = formatter if isinstance(formatter, str) else None
-        self._settings = ClientSettings.resolve(
+        if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
+            raise ConfigurationError(
+                f"http_client must be an httpx.AsyncClient, got {type(http_client).__name__}"
+            )
+        flat = settings_arguments(
+            timeout=timeout,
+            retry=retry,
+            limits=limits,
+            max_retries=max_retries,
+            deprecated={
+                "connect_timeout": connect_timeout,
+                "backoff_base": backoff_base,
+                "backoff_max": backoff_max,
+                "max_retry_after": max_retry_after,
+                "max_connections": max_connections,
+                "max_keepalive_connections": max_keepalive_connections,
+                "keepalive_expiry": keepalive_expiry,
+            },
+        )
+        if not isinstance(deadline, NotGiven):
+            flat["deadline"] = deadline
+        if not isinstance(trust_env, NotGiven):
+            flat["trust_env"] = trust_env
+        settings = ClientSettings.resolve(
             env=env,
             endpoint_url=endpoint_url,
             api_key=_as_secret(api_key) if credential is None else None,
             api_type=api_type,
             deployment_name=deployment_name,
-            formatter=formatter_key,
+            formatter=formatter if isinstance(formatter, str) else None,
             formatter_options=dict(formatter_options) if formatter_options else None,
             model_kwargs=dict(model_kwargs) if model_kwargs is not None else None,
-            timeout=timeout,
-            connect_timeout=connect_timeout,
-            deadline=deadline,
-            max_retries=max_retries,
-            backoff_base=backoff_base,
-            backoff_max=backoff_max,
-            max_retry_after=max_retry_after,
             extra_parameters=extra_parameters,
             api_version=api_version,
             token_scope=token_scope,
             api_key_env=api_key_env,
             allow_insecure_http=allow_insecure_http,
-            max_connections=max_connections,
-            max_keepalive_connections=max_keepalive_connections,
-            keepalive_expiry=keepalive_expiry,
+            **flat,
         )
-        s = self._settings
-        self._formatter = self._resolve_formatter(formatter, s)
-        self._routes: Routes = resolve_routes(s.endpoint_url, s.api_type)
-        self._auth = self._resolve_auth(credential, s)
-        self._policy = RetryPolicy(
-            max_retries=s.max_retries,
-            backoff_base=s.backoff_base,
-            backoff_max=s.backoff_max,
-            max_retry_after=s.max_retry_after,
+        s = settings
+        redactor = Redactor()
+        if s.api_key is not None:
+            redactor.add(s.api_key.get_secret_value())
+        headers = check_headers(default_headers, "default_headers")
+        for name, value in headers.items():
+            if name.lower() in SENSITIVE_HEADERS:
+                redactor.add(value)
+        connections = Connections(
+            limits=httpx.Limits(
+                max_connections=s.max_connections,
+                max_keepalive_connections=s.max_keepalive_connections,
+                keepalive_expiry=s.keepalive_expiry,
+            ),
+            timeout=httpx.Timeout(s.timeout, connect=s.connect_timeout, pool=s.pool_timeout),
+            proxy=None if isinstance(proxy, NotGiven) else proxy,
+            verify=verify,
+            trust_env=s.trust_env,
+            http_client=http_client,
+            transport=transport,
         )
-        self._sleep: Callable[[float], Awaitable[Any]] = sleep or anyio.sleep
+        auth = self._resolve_auth(credential, s)
+        policy = retry if isinstance(retry, RetryPolicy) else RetryPolicy()
+        self._init(
+            settings=s,
+            formatter=self._resolve_formatter(formatter, s),
+            default_headers=headers,
+            policy=replace(
+                policy,
+                max_retries=s.max_retries,
+                backoff_base=s.backoff_base,
+                backoff_max=s.backoff_max,
+                max_retry_after=s.max_retry_after,
+            ),
+            driver=Driver(connections, auth, sleep=sleep or anyio.sleep, redactor=redactor),
+            owner=True,
+        )
+
+    def _init(
+        self,
+        *,
+        settings: ClientSettings,
+        formatter: ContentFormatterBase,
+        default_headers: dict[str, str],
+        policy: RetryPolicy,
+        driver: Driver,
+        owner: bool,
+    ) -> None:
+        """Everything a client is made of; shared by ``__init__`` and ``with_options``."""
+        self._settings = settings
+        self._formatter = formatter
+        self._default_headers = default_headers
+        self._policy = policy
+        self._driver = driver
+        self._owner = owner
+        self._routes: Routes = resolve_routes(settings.endpoint_url, settings.api_type)
         self._base_headers = self._make_base_headers()
-        self._params: dict[str, str] = {"api-version": s.api_version} if s.api_version else {}
-        self._owns_http = http_client is None and transport is None
-        self._direct: httpx.AsyncBaseTransport | None = None
-        self._parsed_urls: dict[str, httpx.URL] = {}
-        self._http = http_client or self._make_http(transport)
+        self._params = {"api-version": settings.api_version} if settings.api_version else {}
+        self._urls: dict[str, httpx.URL] = {}
         self._closed = False
 
     # -- construction helpers ----------------------------------------------------------------
 
     @staticmethod
     def _resolve_formatter(
-        formatter: str | ContentFormatterBase | type[ContentFormatterBase] | None,
-        s: ClientSettings,
+        formatter: FormatterArg | None, s: ClientSettings
     ) -> ContentFormatterBase:
         if formatter is None:
             formatter = s.formatter or _DEFAULT_FORMATTER[s.api_type]
@@ -233,27 +327,14 @@ class EndpointClient(HTTPSender):
         headers = {
             "Content-Type": self._formatter.content_type,
             "Accept": self._formatter.accepts,
+            "User-Agent": _USER_AGENT,
         }
         if s.deployment_name:
             headers[HEADER_DEPLOYMENT] = s.deployment_name
         if s.extra_parameters is not None and s.api_type is ApiType.SERVERLESS:
             headers[HEADER_EXTRA_PARAMETERS] = str(s.extra_parameters)
+        headers.update(self._default_headers)
         return headers
-
-    def _make_http(self, transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
-        s = self._settings
-        if transport is None:
-            transport = self._direct = default_transport(
-                max_connections=s.max_connections,
-                max_keepalive_connections=s.max_keepalive_connections,
-                keepalive_expiry=s.keepalive_expiry,
-                connect_timeout=s.connect_timeout,
-            )
-        return httpx.AsyncClient(
-            transport=transport,
-            timeout=httpx.Timeout(s.timeout, connect=s.connect_timeout),
-            follow_redirects=False,
-        )
 
     # -- public properties -------------------------------------------------------------------
 
@@ -276,19 +357,23 @@ class EndpointClient(HTTPSender):
         return dict(self._settings.model_kwargs)
 
     @property
+    def retry_policy(self) -> RetryPolicy:
+        return self._policy
+
+    @property
     def routes(self) -> Routes:
         return self._routes
 
     @property
     def is_closed(self) -> bool:
-        return self._closed
+        return self._closed or self._driver.connections.closed
 
     def __repr__(self) -> str:
         s = self._settings
         return (
             f"EndpointClient(endpoint_url={s.endpoint_url!r}, api_type={s.api_type.value!r}, "
             f"deployment_name={s.deployment_name!r}, formatter={self._formatter.name!r}, "
-            f"auth={self._auth!r})"
+            f"auth={self._driver.auth!r})"
         )
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -301,17 +386,106 @@ class EndpointClient(HTTPSender):
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the connection pool (only if this client created it). Idempotent."""
-        if self._closed:
-            return
+        """Close the connection pool (only if this client created it). Idempotent.
+
+        A client made by :meth:`with_options` closes nothing: the pool belongs to the client it
+        came from.
+        """
         self._closed = True
-        # A caller's http_client or transport stays open: closing it is the caller's business.
-        if self._owns_http:
-            await self._http.aclose()
+        if self._owner:
+            await self._driver.connections.aclose()
 
     def _ensure_open(self) -> None:
-        if self._closed:
+        if self.is_closed:
             raise ClientClosedError()
+
+    def with_options(self, **overrides: Any) -> EndpointClient:
+        """A client with some settings changed that shares this one's connection pool.
+
+        Accepts ``timeout``, ``deadline``, ``max_retries``, ``retry``, ``model_kwargs``,
+        ``deployment_name``, ``extra_parameters``, ``default_headers`` (replacing the client's),
+        ``formatter``, ``formatter_options`` and ``sleep``::
+
+            patient = client.with_options(timeout=300, retry=RetryPolicy(max_retries=6))
+        """
+        unknown = sorted(set(overrides) - _OPTION_NAMES)
+        if unknown:
+            raise ConfigurationError(
+                f"with_options() cannot change {', '.join(unknown)}: it shares the connection "
+                "pool and the credential; build a new EndpointClient for that"
+            )
+        self._ensure_open()
+        retry = overrides.pop("retry", NOT_GIVEN)
+        flat = settings_arguments(
+            timeout=overrides.pop("timeout", NOT_GIVEN),
+            retry=retry,
+            limits=NOT_GIVEN,
+            max_retries=overrides.pop("max_retries", NOT_GIVEN),
+            deprecated={},
+        )
+        if "deadline" in overrides:
+            flat["deadline"] = overrides.pop("deadline")
+        formatter = overrides.pop("formatter", None)
+        sleep = overrides.pop("sleep", None)
+        headers = overrides.pop("default_headers", NOT_GIVEN)
+        for name in ("model_kwargs", "formatter_options"):
+            if name in overrides:
+                overrides[name] = dict(overrides[name] or {})
+        if "extra_parameters" in overrides and overrides["extra_parameters"] is not None:
+            overrides["extra_parameters"] = ExtraParameters(str(overrides["extra_parameters"]))
+        settings = self._settings.model_copy(deep=True)
+        try:
+            for name, value in {**flat, **overrides}.items():
+                setattr(settings, name, value)
+        except ValueError as exc:
+            raise ConfigurationError(f"with_options(): {exc}") from None
+        if isinstance(formatter, str):
+            settings.formatter = formatter
+        if _given(formatter) or "formatter_options" in overrides:
+            new_formatter = self._resolve_formatter(formatter, settings)
+        else:
+            new_formatter = self._formatter
+        driver = self._driver
+        if sleep is not None:
+            driver = Driver(driver.connections, driver.auth, sleep=sleep, redactor=driver.redactor)
+        base = retry if isinstance(retry, RetryPolicy) else self._policy
+        clone = object.__new__(type(self))
+        clone._init(
+            settings=settings,
+            formatter=new_formatter,
+            default_headers=(
+                self._default_headers
+                if isinstance(headers, NotGiven)
+                else check_headers(headers, "default_headers")
+            ),
+            policy=replace(
+                base,
+                max_retries=settings.max_retries,
+                backoff_base=settings.backoff_base,
+                backoff_max=settings.backoff_max,
+                max_retry_after=settings.max_retry_after,
+            ),
+            driver=driver,
+            owner=False,
+        )
+        for name, value in clone._default_headers.items():
+            if name.lower() in SENSITIVE_HEADERS:
+                driver.redactor.add(value)
+        return clone
+
+    def _fork(self) -> EndpointClient:
+        """The same client with a connection pool of its own (pools belong to one loop)."""
+        d = self._driver
+        clone = object.__new__(type(self))
+        clone._init(
+            settings=self._settings,
+            formatter=self._formatter,
+            default_headers=self._default_headers,
+            policy=self._policy,
+            driver=Driver(d.connections.fresh(), d.auth, sleep=d.sleep, redactor=d.redactor),
+            owner=True,
+        )
+        return clone
 
     # -- configuration files -----------------------------------------------------------------
 
@@ -319,7 +493,8 @@ class EndpointClient(HTTPSender):
         """Write this client's settings as JSON; the key is never written.
 
         The file names the environment variable (``api_key_env``) that :func:`load_client`
-        reads the key from.
+        reads the key from. Connection options that belong to one machine (``proxy``,
+        ``verify``, ``default_headers``, ``http_client``) are not written.
         """
         s = self._settings
         data = s.to_file_dict()
@@ -336,9 +511,7 @@ class EndpointClient(HTTPSender):
     @classmethod
     def from_config(cls, path: str | os.PathLike[str], **overrides: Any) -> EndpointClient:
         """Build a client from a file written by :meth:`save`; keyword arguments override it."""
-        data = ClientSettings.from_file(path)
-        data.update(overrides)
-        return cls(**data)
+        return cls(**config_arguments(path, overrides))
 
     # -- calls -------------------------------------------------------------------------------
 
@@ -347,83 +520,55 @@ class EndpointClient(HTTPSender):
         prompt: str,
         *,
         stop: str | Sequence[str] | None = None,
-        timeout: float | None = None,
-        deadline: float | None = None,
-        max_retries: int | RetryPolicy | None = None,
-        extra_parameters: str | ExtraParameters | None = None,
-        deployment_name: str | None = None,
+        timeout: float | httpx.Timeout | NotGiven = NOT_GIVEN,
+        deadline: float | NotGiven | None = NOT_GIVEN,
+        max_retries: int | RetryPolicy | NotGiven | None = NOT_GIVEN,
+        extra_parameters: str | ExtraParameters | NotGiven | None = NOT_GIVEN,
+        deployment_name: str | NotGiven | None = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
         **params: Any,
     ) -> Completion:
         """Generate text for ``prompt``; keyword arguments are model parameters for this call.
 
-        ``timeout`` (per attempt), ``deadline`` (whole call), ``max_retries``,
-        ``extra_parameters`` and ``deployment_name`` override the client's settings.
+        ``timeout`` (per attempt), ``deadline`` (whole call; ``None``: none for this call),
+        ``max_retries`` (or a :class:`RetryPolicy`), ``extra_parameters``, ``deployment_name``
+        and ``extra_headers`` override the client's settings for this call.
         """
-        if not isinstance(prompt, str):
-            raise ConfigurationError(
-                f"complete() takes the prompt as a str, got {type(prompt).__name__}; for a "
-                "conversation use chat()"
-            )
-        if not self._formatter.supports_completion:
-            raise ConfigurationError(
-                f"formatter {self._formatter.name!r} does not support complete(); use chat()"
-            )
-        request = FormatRequest(
-            api_type=self._settings.api_type,
-            prompt=prompt,
-            params=self._merge_params(params, stop),
+        opts = CallOptions(
+            timeout, deadline, max_retries, extra_parameters, deployment_name, extra_headers
         )
-        opts = CallOptions(timeout, deadline, max_retries, extra_parameters, deployment_name)
-        parsed, data, meta = await self._call(request, self._routes.completions, opts)
-        return Completion(text=parsed.text, **self._result_fields(parsed, data, meta))
+        return await self._complete(prompt, self._merge_params(params, stop), opts)
 
     async def chat(
         self,
         messages: Sequence[Message],
         *,
         stop: str | Sequence[str] | None = None,
-        timeout: float | None = None,
-        deadline: float | None = None,
-        max_retries: int | RetryPolicy | None = None,
-        extra_parameters: str | ExtraParameters | None = None,
-        deployment_name: str | None = None,
+        timeout: float | httpx.Timeout | NotGiven = NOT_GIVEN,
+        deadline: float | NotGiven | None = NOT_GIVEN,
+        max_retries: int | RetryPolicy | NotGiven | None = NOT_GIVEN,
+        extra_parameters: str | ExtraParameters | NotGiven | None = NOT_GIVEN,
+        deployment_name: str | NotGiven | None = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
         **params: Any,
     ) -> ChatCompletion:
         """Answer a conversation (``[{"role": "user", "content": "Hi"}, ...]``)."""
-        checked = _check_messages(messages)
-        if not self._formatter.supports_chat:
-            raise ConfigurationError(
-                f"formatter {self._formatter.name!r} does not support chat(): use a chat "
-                "family such as 'llama-chat' or 'vllm' (dedicated) or 'openai' (serverless), "
-                "or call complete()"
-            )
-        request = FormatRequest(
-            api_type=self._settings.api_type,
-            messages=checked,
-            params=self._merge_params(params, stop),
+        opts = CallOptions(
+            timeout, deadline, max_retries, extra_parameters, deployment_name, extra_headers
         )
-        opts = CallOptions(timeout, deadline, max_retries, extra_parameters, deployment_name)
-        parsed, data, meta = await self._call(request, self._routes.chat, opts)
-        message = dict(parsed.message) if parsed.message else {}
-        message.setdefault("role", "assistant")
-        message.setdefault("content", parsed.text)
-        return ChatCompletion(
-            text=parsed.text,
-            message=ChatMessage(**message),
-            tool_calls=parsed.tool_calls,
-            **self._result_fields(parsed, data, meta),
-        )
+        return await self._chat(messages, self._merge_params(params, stop), opts)
 
     async def invoke(
         self,
         payload: Mapping[str, Any] | Sequence[Any] | bytes | str,
         *,
         url: str | None = None,
-        timeout: float | None = None,
-        deadline: float | None = None,
-        max_retries: int | RetryPolicy | None = None,
-        extra_parameters: str | ExtraParameters | None = None,
-        deployment_name: str | None = None,
+        timeout: float | httpx.Timeout | NotGiven = NOT_GIVEN,
+        deadline: float | NotGiven | None = NOT_GIVEN,
+        max_retries: int | RetryPolicy | NotGiven | None = NOT_GIVEN,
+        extra_parameters: str | ExtraParameters | NotGiven | None = NOT_GIVEN,
+        deployment_name: str | NotGiven | None = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> Any:
         """Send ``payload`` as it is (a JSON-able object, or ``bytes``/``str`` sent verbatim)
         to the endpoint URL (or ``url``) with the client's auth, headers and retries; return
@@ -432,41 +577,44 @@ class EndpointClient(HTTPSender):
         if not isinstance(body, bytes):
             body = dump_json(body)
 
-        def parse(response: httpx.Response, meta: dict[str, Any]) -> Any:
-            raw = response.content
+        def parse(exchange: Exchange) -> Any:
             try:
-                return json.loads(raw)
+                return _json.loads(exchange.body)
             except ValueError:
                 raise ResponseFormatError(
                     "the answer is not JSON",
                     formatter="invoke",
                     api_type=str(self._settings.api_type),
-                    body=excerpt(raw, 300),
-                    request_id=meta["request_id"],
+                    body=excerpt(exchange.body, 300),
+                    request_id=exchange.request_id,
                 ) from None
 
-        opts = CallOptions(timeout, deadline, max_retries, extra_parameters, deployment_name)
-        data, _ = await self._send(url or self._settings.endpoint_url, body, parse, opts)
-        return data
+        opts = CallOptions(
+            timeout, deadline, max_retries, extra_parameters, deployment_name, extra_headers
+        )
+        call = self._plan(url or self._settings.endpoint_url, body, opts)
+        return await self._driver.run(call, parse)
 
     def stream(
         self,
         prompt_or_messages: str | Sequence[Message],
         *,
         stop: str | Sequence[str] | None = None,
-        timeout: float | None = None,
+        timeout: float | httpx.Timeout | NotGiven = NOT_GIVEN,
         idle_timeout: float | None = None,
-        deadline: float | None = None,
-        max_retries: int | RetryPolicy | None = None,
-        extra_parameters: str | ExtraParameters | None = None,
-        deployment_name: str | None = None,
+        deadline: float | NotGiven | None = NOT_GIVEN,
+        max_retries: int | RetryPolicy | NotGiven | None = NOT_GIVEN,
+        extra_parameters: str | ExtraParameters | NotGiven | None = NOT_GIVEN,
+        deployment_name: str | NotGiven | None = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
         **params: Any,
     ) -> AsyncStream:
         """Stream the answer to a prompt (completion) or a message list (chat).
 
         Returns an :class:`AsyncStream` at once; the request is sent on ``async with`` or on
         the first iteration, and retried only until the response headers arrive.
-        ``idle_timeout`` bounds the wait between two chunks (default: ``timeout``)::
+        ``timeout`` bounds each attempt until the headers, ``idle_timeout`` the wait between
+        two chunks (default: ``timeout``), ``deadline`` the whole stream, body included::
 
             async with client.stream([{"role": "user", "content": "Hi"}]) as stream:
                 async for chunk in stream:
@@ -495,21 +643,32 @@ class EndpointClient(HTTPSender):
                 stream=True,
             )
             url = self._routes.chat
-        body = encode_request(fmt, request)
-        opts = CallOptions(timeout, deadline, max_retries, extra_parameters, deployment_name)
-        idle = float(idle_timeout or timeout or self._settings.timeout)
+        opts = CallOptions(
+            timeout, deadline, max_retries, extra_parameters, deployment_name, extra_headers
+        )
+        call = self._plan(url, encode_request(fmt, request), opts, stream=True)
+        if idle_timeout is not None:
+            if isinstance(idle_timeout, bool) or not idle_timeout > 0:
+                raise ConfigurationError(
+                    f"idle_timeout must be a positive number of seconds, got {idle_timeout!r}"
+                )
+            call.idle_timeout = float(idle_timeout)
+        else:
+            call.idle_timeout = call.timeout
+        driver = self._driver
 
-        async def opener() -> tuple[httpx.Response, dict[str, Any]]:
-            return await self._send(
-                url,
-                body,
-                lambda response, meta: response,
-                opts,
-                stream=True,
-                read_timeout=idle,
-            )
+        async def opener() -> Exchange:
+            return await driver.run(call, _as_exchange)
 
-        return AsyncStream(opener, fmt, request, idle_timeout=idle, url=url)
+        return AsyncStream(
+            opener,
+            fmt,
+            request,
+            idle_timeout=call.idle_timeout,
+            url=url,
+            deadline_at=call.deadline_at,
+            redactor=driver.redactor,
+        )
 
     # -- bulk --------------------------------------------------------------------------------
 
@@ -531,7 +690,9 @@ class EndpointClient(HTTPSender):
         only as capacity frees. Each item is a prompt string, a list of messages, or a dict with
         ``"prompt"`` or ``"messages"`` and optional ``"params"``. ``concurrency="auto"`` adapts
         to the endpoint (see :mod:`azml_client._limiter`); ``max_rps`` / ``max_tpm`` are hard
-        budgets. A failed item's result is its typed exception (or, with
+        budgets. Every item goes through the same request pipeline as :meth:`complete`: the
+        client's timeouts and ``max_retry_after`` apply, and 429s have their own retry budget
+        (``max_rate_limit_retries``). A failed item's result is its typed exception (or, with
         ``return_exceptions=False``, the run raises it and cancels the rest). Keyword arguments
         are model parameters for every item (an item's own ``params`` win)::
 
@@ -543,12 +704,20 @@ class EndpointClient(HTTPSender):
         self._ensure_open()
         s = self._settings
         common = dict(params)
+        policy = replace(
+            self._policy,
+            max_retries=s.max_retries if max_retries is None else max_retries,
+            max_rate_limit_retries=max_rate_limit_retries,
+        )
+        opts = CallOptions(max_retries=policy)
 
-        async def call(kind: str, payload: Any, item_params: dict[str, Any]) -> Completion:
-            merged = {**common, **item_params}
+        async def call(
+            kind: str, payload: Any, item_params: dict[str, Any], hook: AttemptHook
+        ) -> Completion:
+            merged = self._merge_params({**common, **item_params}, None)
             if kind == "chat":
-                return await self.chat(payload, max_retries=0, **merged)
-            return await self.complete(payload, max_retries=0, **merged)
+                return await self._chat(payload, merged, opts, hook=hook)
+            return await self._complete(payload, merged, opts, hook=hook)
 
         return BatchRun(
             call,
@@ -557,11 +726,8 @@ class EndpointClient(HTTPSender):
             max_concurrency=max(1, s.max_connections),
             max_rps=max_rps,
             max_tpm=max_tpm,
-            max_retries=s.max_retries if max_retries is None else max_retries,
-            max_rate_limit_retries=max_rate_limit_retries,
-            backoff_base=s.backoff_base,
-            backoff_max=s.backoff_max,
             return_exceptions=return_exceptions,
+            sleep=self._driver.sleep,
         )
 
     async def batch(
@@ -572,6 +738,7 @@ class EndpointClient(HTTPSender):
         max_rps: float | None = None,
         max_tpm: float | None = None,
         max_retries: int | None = None,
+        max_rate_limit_retries: int = 50,
         return_exceptions: bool = True,
         progress: bool = False,
         **params: Any,
@@ -579,7 +746,7 @@ class EndpointClient(HTTPSender):
         """Run many prompts or chats and return the results in input order (see :meth:`map`).
 
         ``results.stats`` tells what happened: sent, succeeded, failed, retried, 429s, req/s
-        and the concurrency over time. ``progress=True`` prints a progress line on stderr.
+        and the concurrency over time. ``progress=True`` shows progress on stderr.
         """
         total = len(items) if isinstance(items, Sized) else None
         run = self.map(
@@ -588,12 +755,75 @@ class EndpointClient(HTTPSender):
             max_rps=max_rps,
             max_tpm=max_tpm,
             max_retries=max_retries,
+            max_rate_limit_retries=max_rate_limit_retries,
             return_exceptions=return_exceptions,
             **params,
         )
         return await collect(run, progress=progress, total=total)
 
     # -- internals ---------------------------------------------------------------------------
+
+    async def _complete(
+        self,
+        prompt: str,
+        params: dict[str, Any],
+        opts: CallOptions,
+        hook: AttemptHook | None = None,
+    ) -> Completion:
+        if not isinstance(prompt, str):
+            raise ConfigurationError(
+                f"complete() takes the prompt as a str, got {type(prompt).__name__}; for a "
+                "conversation use chat()"
+            )
+        if not self._formatter.supports_completion:
+            raise ConfigurationError(
+                f"formatter {self._formatter.name!r} does not support complete(); use chat()"
+            )
+        request = FormatRequest(api_type=self._settings.api_type, prompt=prompt, params=params)
+
+        def parse(exchange: Exchange) -> Completion:
+            parsed, data = self._decode(exchange, request)
+            return Completion(text=parsed.text, **_result_fields(parsed, data, exchange))
+
+        call = self._plan(self._routes.completions, encode_request(self._formatter, request), opts)
+        call.hook = hook
+        return await self._driver.run(call, parse)
+
+    async def _chat(
+        self,
+        messages: Sequence[Message],
+        params: dict[str, Any],
+        opts: CallOptions,
+        hook: AttemptHook | None = None,
+    ) -> ChatCompletion:
+        checked = _check_messages(messages)
+        if not self._formatter.supports_chat:
+            raise ConfigurationError(
+                f"formatter {self._formatter.name!r} does not support chat(): use a chat "
+                "family such as 'llama-chat' or 'vllm' (dedicated) or 'openai' (serverless), "
+                "or call complete()"
+            )
+        request = FormatRequest(api_type=self._settings.api_type, messages=checked, params=params)
+
+        def parse(exchange: Exchange) -> ChatCompletion:
+            parsed, data = self._decode(exchange, request)
+            return ChatCompletion(
+                text=parsed.text,
+                message=message_from(parsed.message, parsed.text),
+                tool_calls=parsed.tool_calls if isinstance(parsed.tool_calls, list) else None,
+                **_result_fields(parsed, data, exchange),
+            )
+
+        call = self._plan(self._routes.chat, encode_request(self._formatter, request), opts)
+        call.hook = hook
+        return await self._driver.run(call, parse)
+
+    def _decode(self, exchange: Exchange, request: FormatRequest) -> tuple[ParsedOutput, Any]:
+        try:
+            return decode_response(self._formatter, exchange.body, request)
+        except (APIStatusError, ResponseFormatError) as exc:  # an error inside a 2xx answer
+            exc.request_id = exc.request_id or exchange.request_id
+            raise
 
     def _merge_params(
         self, params: Mapping[str, Any], stop: str | Sequence[str] | None
@@ -603,32 +833,129 @@ class EndpointClient(HTTPSender):
             merged["stop"] = [stop] if isinstance(stop, str) else list(stop)
         return merged
 
-    @staticmethod
-    def _result_fields(parsed: ParsedOutput, data: Any, meta: dict[str, Any]) -> dict[str, Any]:
-        usage = Usage(**parsed.usage) if parsed.usage else None
-        return {
-            "finish_reason": parsed.finish_reason,
-            "usage": usage,
-            "model": parsed.model,
-            "id": parsed.id,
-            "raw": data,
-            **meta,
-        }
-
-    async def _call(
-        self, request: FormatRequest, url: str, opts: CallOptions
-    ) -> tuple[ParsedOutput, Any, dict[str, Any]]:
-        body = encode_request(self._formatter, request)
-
-        def parse(response: httpx.Response, meta: dict[str, Any]) -> tuple[ParsedOutput, Any]:
+    def _url(self, url: str) -> httpx.URL:
+        """The parsed URL of a route, with the client's query parameters (cached)."""
+        parsed = self._urls.get(url)
+        if parsed is None:
             try:
-                return decode_response(self._formatter, response.content, request)
-            except (APIStatusError, ResponseFormatError) as exc:
-                exc.request_id = meta["request_id"]
-                raise
+                parsed = httpx.URL(url)
+            except (httpx.InvalidURL, TypeError) as exc:
+                raise ConfigurationError(f"malformed URL {url!r} ({exc})") from None
+            if self._params:
+                parsed = parsed.copy_merge_params(self._params)
+            if len(self._urls) > 64:
+                self._urls.clear()
+            self._urls[url] = parsed
+        return parsed
 
-        (parsed, data), meta = await self._send(url, body, parse, opts)
-        return parsed, data, meta
+    def _plan(self, url: str, body: bytes, opts: CallOptions, *, stream: bool = False) -> Call:
+        """The :class:`Call` of one request: headers, time limits, retry policy."""
+        self._ensure_open()
+        s = self._settings
+        attempt, connect, pool = s.timeout, s.connect_timeout, s.pool_timeout
+        if not isinstance(opts.timeout, NotGiven):
+            attempt, call_connect, call_pool = split_timeout(opts.timeout)
+            connect = call_connect or min(connect, attempt)
+            pool = call_pool or pool
+        deadline = s.deadline if isinstance(opts.deadline, NotGiven) else opts.deadline
+        deadline_at = None
+        if deadline is not None:
+            if isinstance(deadline, bool) or not isinstance(deadline, int | float) or deadline <= 0:
+                raise ConfigurationError(
+                    f"deadline must be a positive number of seconds (or None), got {deadline!r}"
+                )
+            deadline_at = time.monotonic() + deadline
+        policy = self._policy
+        retries = opts.max_retries
+        if isinstance(retries, RetryPolicy):
+            policy = retries
+        elif retries is not None and not isinstance(retries, NotGiven):
+            if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+                raise ConfigurationError(
+                    f"max_retries must be an integer >= 0 (0 disables retrying), got {retries!r}"
+                )
+            policy = replace(policy, max_retries=retries)
+        headers = dict(self._base_headers)
+        headers[HEADER_CLIENT_REQUEST_ID] = new_request_id()
+        if _given(opts.deployment_name):
+            headers[HEADER_DEPLOYMENT] = str(opts.deployment_name)
+        if _given(opts.extra_parameters):
+            if s.api_type is not ApiType.SERVERLESS:
+                raise ConfigurationError("extra_parameters applies to serverless endpoints only")
+            try:
+                headers[HEADER_EXTRA_PARAMETERS] = str(ExtraParameters(str(opts.extra_parameters)))
+            except ValueError:
+                raise ConfigurationError(
+                    f"unknown extra_parameters {opts.extra_parameters!r}: use 'pass-through', "
+                    "'drop' or 'error'"
+                ) from None
+        if opts.extra_headers:
+            headers.update(check_headers(opts.extra_headers, "extra_headers"))
+        if stream:
+            headers["Accept"] = "text/event-stream, application/json"
+        return Call(
+            url=self._url(url),
+            body=body,
+            headers=headers,
+            timeout=attempt,
+            connect_timeout=connect,
+            pool_timeout=pool,
+            deadline_at=deadline_at,
+            policy=policy,
+            stream=stream,
+        )
+
+
+def _as_exchange(exchange: Exchange) -> Exchange:
+    return exchange
+
+
+def _as_secret(value: str | SecretStr | None) -> SecretStr | None:
+    if value is None or isinstance(value, SecretStr):
+        return value
+    return SecretStr(value)
+
+
+def _result_fields(parsed: ParsedOutput, data: Any, exchange: Exchange) -> dict[str, Any]:
+    """The fields every result carries; a malformed optional field is dropped, not raised."""
+    finish = parsed.finish_reason
+    return {
+        "finish_reason": finish if isinstance(finish, str) else None,
+        "usage": usage_from(parsed.usage),
+        "model": parsed.model if isinstance(parsed.model, str) else None,
+        "id": parsed.id if isinstance(parsed.id, str) else None,
+        "raw": data,
+        "request_id": exchange.request_id,
+        "client_request_id": exchange.client_request_id,
+        "attempts": exchange.attempts,
+    }
+
+
+def config_arguments(path: str | os.PathLike[str], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Constructor arguments from a saved config file, with ``overrides`` on top.
+
+    The file holds flat settings; the pool and retry ones are regrouped here into ``limits`` /
+    ``retry`` / ``timeout`` so that loading a file never warns about deprecated arguments.
+    """
+    data = ClientSettings.from_file(path)
+    timeout = data.pop("timeout", None)
+    connect = data.pop("connect_timeout", None)
+    pool = data.pop("pool_timeout", None)
+    if timeout is not None:
+        data["timeout"] = httpx.Timeout(timeout, connect=connect, pool=pool)
+    limit_fields = ("max_connections", "max_keepalive_connections", "keepalive_expiry")
+    if any(name in data for name in limit_fields):
+        defaults = ClientSettings.model_fields
+        data["limits"] = httpx.Limits(
+            **{name: data.pop(name, defaults[name].default) for name in limit_fields}
+        )
+    retry_fields = ("max_retries", "backoff_base", "backoff_max", "max_retry_after")
+    if any(name in data for name in retry_fields):
+        data["retry"] = RetryPolicy(
+            **{name: data.pop(name) for name in retry_fields if name in data}
+        )
+    data.update(overrides)
+    return data
 
 
 def load_client(path: str | os.PathLike[str], **overrides: Any) -> EndpointClient:

@@ -182,6 +182,10 @@ class ClientSettings(BaseModel):
     max_connections: int = Field(default=DEFAULT_MAX_CONNECTIONS, gt=0)
     max_keepalive_connections: int = Field(default=DEFAULT_MAX_KEEPALIVE_CONNECTIONS, ge=0)
     keepalive_expiry: float = Field(default=DEFAULT_KEEPALIVE_EXPIRY, ge=0)
+    #: Seconds to wait for a free pooled connection (None: the attempt's ``timeout``).
+    pool_timeout: float | None = Field(default=None, gt=0)
+    #: Read ``HTTP(S)_PROXY`` / ``NO_PROXY`` / ``SSL_CERT_FILE`` from the environment.
+    trust_env: bool = True
 
     @field_validator("endpoint_url")
     @classmethod

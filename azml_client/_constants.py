@@ -8,6 +8,8 @@ from __future__ import annotations
 import enum
 from typing import Final
 
+import httpx
+
 #: Seconds allowed for one attempt (connect, send, wait for the answer, read it).
 DEFAULT_TIMEOUT: Final = 60.0
 #: Seconds allowed to open a TCP/TLS connection.
@@ -24,9 +26,16 @@ DEFAULT_MAX_RETRY_AFTER: Final = 60.0
 DEFAULT_MAX_CONNECTIONS: Final = 100
 DEFAULT_MAX_KEEPALIVE_CONNECTIONS: Final = 100
 DEFAULT_KEEPALIVE_EXPIRY: Final = 30.0
+DEFAULT_LIMITS: Final = httpx.Limits(
+    max_connections=DEFAULT_MAX_CONNECTIONS,
+    max_keepalive_connections=DEFAULT_MAX_KEEPALIVE_CONNECTIONS,
+    keepalive_expiry=DEFAULT_KEEPALIVE_EXPIRY,
+)
 
 #: How many bytes of a response body an exception or a log line keeps.
 BODY_EXCERPT_LIMIT: Final = 2048
+#: The largest answer read into memory (after decoding): a larger one is an error, not an OOM.
+MAX_RESPONSE_BYTES: Final = 256 << 20
 
 #: Tokens from a credential are refreshed when they expire within this many seconds.
 TOKEN_REFRESH_MARGIN: Final = 300.0
@@ -75,3 +84,31 @@ class ExtraParameters(str, enum.Enum):
 
 #: Deprecated spelling of :attr:`ApiType.DEDICATED` accepted for compatibility.
 DEPRECATED_API_TYPE_ALIASES: Final = {"realtime": ApiType.DEDICATED}
+
+
+class NotGiven:
+    """The type of :data:`NOT_GIVEN`: "not given here", as opposed to an explicit ``None``.
+
+    ``deadline=None`` on a call means "no deadline for this call"; ``deadline`` left out means
+    "the client's deadline".
+    """
+
+    _instance: NotGiven | None = None
+
+    def __new__(cls) -> NotGiven:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return "NOT_GIVEN"
+
+    def __reduce__(self) -> str:
+        return "NOT_GIVEN"
+
+
+#: The default of every argument that falls back to the client's (or the environment's) value.
+NOT_GIVEN: Final = NotGiven()

@@ -1,36 +1,46 @@
 """Streams as objects: ``AsyncStream`` is an async iterator and an async context manager.
 
-The connection is opened (with retries) on ``__aenter__`` or on the first iteration, and is
-released however the consumer stops: the end of the stream, ``break``, cancellation or an
-exception in the consumer's loop (the iterator is an async generator whose ``finally`` closes
-the response; ``async with`` makes the release immediate rather than left to the garbage
-collector, so prefer it).
+The connection is opened (with retries, through the client's one driver) on ``__aenter__`` or
+on the first iteration, and is released however the consumer stops: the end of the stream,
+``break``, cancellation or an exception in the consumer's loop (the iterator is an async
+generator whose ``finally`` closes the response; ``async with`` makes the release immediate
+rather than left to the garbage collector, so prefer it).
+
+Time: each wait for a chunk is bounded by ``idle_timeout`` (the transport's read timeout) and,
+when the call has a deadline, by what is left of it. Whatever the server sends, the consumer
+gets chunks or an :class:`~azml_client.AzmlError`.
 """
 
 from __future__ import annotations
 
-import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
 import httpx
 
+from . import _json
 from ._exceptions import (
     APIConnectionError,
     APITimeoutError,
+    AzmlError,
     ResponseFormatError,
     StreamInterruptedError,
     reported_error,
 )
+from ._http import Exchange
+from ._http._body import body_chunks, read_body
+from ._http._errors import TRANSPORT_ERRORS, transport_error
+from ._redact import Redactor, scrub
 from ._sse import ServerSentEvent, SSEDecoder
-from ._types import StreamChunk, Usage
+from ._types import StreamChunk, Usage, usage_from
 from .formatters._base import ContentFormatterBase, FormatRequest, ParsedOutput, decode_response
 
 __all__ = ["AsyncStream"]
 
 
-Opener = Callable[[], Awaitable[tuple[httpx.Response, dict[str, Any]]]]
+Opener = Callable[[], Awaitable[Exchange]]
 
 
 class AsyncStream:
@@ -50,14 +60,18 @@ class AsyncStream:
         *,
         idle_timeout: float,
         url: str,
+        deadline_at: float | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
         self._opener = opener
         self._formatter = formatter
         self._request = request
         self._idle_timeout = idle_timeout
         self._url = url
+        self._deadline_at = deadline_at
+        self._redactor = redactor or Redactor()
         self._response: httpx.Response | None = None
-        self._meta: dict[str, Any] = {}
+        self._exchange: Exchange | None = None
         self._parts: list[str] = []
         self._started = False
         self._closed = False
@@ -74,15 +88,15 @@ class AsyncStream:
 
     @property
     def request_id(self) -> str | None:
-        return self._meta.get("request_id")
+        return self._exchange.request_id if self._exchange else None
 
     @property
     def client_request_id(self) -> str | None:
-        return self._meta.get("client_request_id")
+        return self._exchange.client_request_id if self._exchange else None
 
     @property
     def attempts(self) -> int:
-        return int(self._meta.get("attempts", 0))
+        return self._exchange.attempts if self._exchange else 0
 
     @property
     def response(self) -> httpx.Response | None:
@@ -94,7 +108,8 @@ class AsyncStream:
         if self._closed:
             raise APIConnectionError("this stream is closed", url=self._url)
         if self._response is None:
-            self._response, self._meta = await self._opener()
+            self._exchange = await self._opener()
+            self._response = self._exchange.response
 
     async def __aenter__(self) -> AsyncStream:
         await self._open()
@@ -125,30 +140,91 @@ class AsyncStream:
             assert self._response is not None
             content_type = self._response.headers.get("content-type", "")
             if "text/event-stream" not in content_type:
-                yield await self._whole_answer(self._response)
+                yield await self._guard(self._whole_answer(self._response))
                 return
-            async for chunk in self._events(self._response):
+            events = self._events(self._response)
+            while True:
+                try:
+                    chunk = await self._guard(events.__anext__())
+                except StopAsyncIteration:
+                    return
                 yield chunk
         finally:
             await self.aclose()
 
+    async def _guard(self, step: Awaitable[StreamChunk]) -> StreamChunk:
+        """One step of decoding; whatever the server sent, an AzmlError or a chunk comes out."""
+        try:
+            return await step
+        except (StopAsyncIteration, AzmlError):
+            raise
+        except Exception as exc:  # a parser tripped on the server's data
+            error: AzmlError = ResponseFormatError(
+                f"a stream event could not be read ({type(exc).__name__}: "
+                f"{self._redactor.text(str(exc))[:200]})",
+                formatter=self._formatter.name,
+                api_type=str(self._request.api_type),
+                request_id=self.request_id,
+            )
+        raise scrub(error, self._redactor)
+
     async def _whole_answer(self, response: httpx.Response) -> StreamChunk:
         """The server ignored ``stream``: one chunk with the whole answer."""
-        raw = await self._read(response.aread)
+        raw = await self._read(lambda: read_body(response))
         parsed, data = decode_response(self._formatter, raw, self._request)
         return self._chunk(parsed, data)
 
+    def _read_limit(self) -> float | None:
+        """Seconds the next read may take beyond the transport's idle bound (the deadline)."""
+        if self._deadline_at is None:
+            return None
+        return self._deadline_at - time.monotonic()
+
     async def _read(self, reader: Callable[[], Awaitable[bytes]]) -> bytes:
+        """One read, every failure typed: idle timeout, deadline, a broken connection."""
+        limit = self._read_limit()
+        error: AzmlError
         try:
-            return await reader()
+            if limit is None:
+                return await reader()
+            if limit <= 0:
+                raise TimeoutError
+            with anyio.fail_after(min(limit, self._idle_timeout)):
+                return await reader()
+        except (StopAsyncIteration, AzmlError):
+            raise
+        except TimeoutError:
+            if limit is not None and limit <= self._idle_timeout:
+                error = APITimeoutError(
+                    "the call's deadline ran out while streaming "
+                    f"({len(self.text)} characters received)",
+                    url=self._url,
+                    client_request_id=self.client_request_id,
+                )
+            else:
+                error = APITimeoutError(
+                    f"no data for {self._idle_timeout:g}s while streaming", url=self._url
+                )
         except httpx.TimeoutException:
-            raise APITimeoutError(
+            error = APITimeoutError(
                 f"no data for {self._idle_timeout:g}s while streaming", url=self._url
-            ) from None
-        except httpx.TransportError as exc:
-            raise StreamInterruptedError(
-                f"the stream broke ({type(exc).__name__}: {exc})", url=self._url
-            ) from None
+            )
+        except TRANSPORT_ERRORS as exc:
+            mapped = transport_error(
+                exc,
+                url=self._url,
+                timeout=self._idle_timeout,
+                redactor=self._redactor,
+                streaming=True,
+            )
+            error = (
+                StreamInterruptedError(
+                    str(mapped), url=self._url, client_request_id=self.client_request_id
+                )
+                if type(mapped) is APIConnectionError
+                else mapped
+            )
+        raise scrub(error, self._redactor)
 
     async def _events(self, response: httpx.Response) -> AsyncIterator[StreamChunk]:
         decoder = SSEDecoder()
@@ -157,11 +233,7 @@ class AsyncStream:
         # The transport bounds every read by the idle timeout (the request's read timeout).
         # Without a Content-Encoding the raw stream is read directly: httpx's decoder chain
         # would cost more than the SSE parsing itself, once per network read.
-        stream = response.stream
-        source: AsyncIterator[bytes] | httpx.AsyncByteStream = response.aiter_bytes()
-        if "content-encoding" not in response.headers and isinstance(stream, httpx.AsyncByteStream):
-            source = stream
-        byte_iter = source.__aiter__()
+        byte_iter = body_chunks(response)
         while True:
             try:
                 raw = await self._read(byte_iter.__anext__)
@@ -191,7 +263,7 @@ class AsyncStream:
         if event.event == "error":
             raise self._in_band_error(event.data)
         try:
-            data = json.loads(event.data)
+            data = _json.loads(event.data)
         except ValueError:
             raise ResponseFormatError(
                 "a stream event is not JSON",
@@ -205,7 +277,7 @@ class AsyncStream:
 
     def _in_band_error(self, data: str) -> Exception:
         try:
-            body = json.loads(data)
+            body = _json.loads(data)
         except ValueError:
             body = None
         error = body.get("error", body) if isinstance(body, dict) else data
@@ -227,7 +299,7 @@ class AsyncStream:
                 api_type=str(self._request.api_type),
                 request_id=self.request_id,
             )
-        usage = Usage(**parsed.usage) if parsed.usage else None
+        usage = usage_from(parsed.usage)
         finish = parsed.finish_reason
         chunk = StreamChunk(
             text=text,

@@ -1,13 +1,16 @@
 """``SyncEndpointClient``: the same calls, blocking, for scripts and notebooks.
 
-A thin facade: every method runs the async client's method to completion; no logic is
-duplicated here. Where it runs:
+A thin facade: each method has the async method's signature (``tests/test_sync.py`` checks them
+against each other) and runs it to completion; no logic is duplicated here. Where it runs:
 
 * In a plain thread (a script), on an event loop the client owns and runs in the calling thread:
   no thread hop, so a blocking call costs about what an awaited one does.
 * In a thread that already runs an event loop (a Jupyter cell), or while another thread is using
   the client's own loop, on an anyio ``BlockingPortal``: an event loop in a background thread,
-  started on first need, with its own pooled async client (connections belong to one loop).
+  started on first need, with an async client of its own (connections belong to one loop).
+
+One async client per loop, both made from the one validated configuration; the key lives only
+inside them (a ``SecretStr`` and the auth header), never in an attribute of this object.
 """
 
 from __future__ import annotations
@@ -15,9 +18,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import ssl
 import threading
 import weakref
 from collections.abc import (
+    AsyncIterable,
     AsyncIterator,
     Awaitable,
     Callable,
@@ -30,12 +35,16 @@ from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
 import anyio.to_thread
+import httpx
 from anyio.from_thread import BlockingPortal, start_blocking_portal
+from pydantic import SecretStr
 
-from ._batch import BatchResults
-from ._client import EndpointClient, Message
+from ._batch import BatchResults, Concurrency
+from ._client import EndpointClient, FormatterArg, Message, config_arguments
 from ._config import ClientSettings
+from ._constants import NOT_GIVEN, ApiType, ExtraParameters, NotGiven
 from ._exceptions import ClientClosedError
+from ._retry import RetryPolicy
 from ._streaming import AsyncStream
 from ._types import ChatCompletion, Completion, StreamChunk, Usage
 from .formatters._base import ContentFormatterBase
@@ -45,50 +54,40 @@ __all__ = ["SyncEndpointClient", "SyncStream"]
 _T = TypeVar("_T")
 
 
-class _Runner:
-    """Runs coroutines to completion for blocking callers; one async client per event loop."""
-
-    client: EndpointClient
-
-    def call(self, fn: Callable[[], Awaitable[_T]]) -> _T:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        raise NotImplementedError
-
-
-class _OwnLoop(_Runner):
+class _OwnLoop:
     """An event loop run in whichever plain thread calls, one caller at a time."""
 
-    def __init__(self, client: EndpointClient) -> None:
-        self.client = client
+    def __init__(self) -> None:
         self.lock = threading.Lock()
         self.loop = asyncio.new_event_loop()
 
-    def call(self, fn: Callable[[], Awaitable[_T]]) -> _T:
-        with self.lock:
-            return self._run(fn)
+    def run(self, fn: Callable[[], Awaitable[_T]]) -> _T:
+        """Run ``fn()`` on this loop; the caller holds ``lock``."""
 
-    def _run(self, fn: Callable[[], Awaitable[_T]]) -> _T:
         async def main() -> _T:
             return await fn()
 
         return self.loop.run_until_complete(main())
 
-    def close(self) -> None:
+    def call(self, fn: Callable[[], Awaitable[_T]]) -> _T:
         with self.lock:
+            return self.run(fn)
+
+    def close(self, client: EndpointClient) -> None:
+        with self.lock:
+            if self.loop.is_closed():
+                return
             try:
-                self._run(self.client.aclose)
+                self.run(client.aclose)
                 self.loop.run_until_complete(self.loop.shutdown_asyncgens())
             finally:
                 self.loop.close()
 
 
-class _Portal(_Runner):
+class _Portal:
     """An event loop in a background thread (anyio blocking portal)."""
 
-    def __init__(self, client: EndpointClient) -> None:
-        self.client = client
+    def __init__(self) -> None:
         self._cm: AbstractContextManager[BlockingPortal] = start_blocking_portal()
         self.portal = self._cm.__enter__()
         self._stop = weakref.finalize(self, self._cm.__exit__, None, None, None)
@@ -96,11 +95,48 @@ class _Portal(_Runner):
     def call(self, fn: Callable[[], Awaitable[_T]]) -> _T:
         return self.portal.call(fn)
 
-    def close(self) -> None:
+    def close(self, client: EndpointClient | None) -> None:
         try:
-            self.portal.call(self.client.aclose)
+            if client is not None:
+                self.portal.call(client.aclose)
         finally:
             self._stop()
+
+
+class _Runners:
+    """The two places calls run, and the async client of each (shared by ``with_options``)."""
+
+    def __init__(self, client: EndpointClient) -> None:
+        self.own = _OwnLoop()
+        self.own_client = client
+        self.portal: _Portal | None = None
+        self.portal_client: EndpointClient | None = None
+        self.lock = threading.Lock()
+        self.closed = False
+
+    def portal_runner(self) -> tuple[_Portal, EndpointClient]:
+        with self.lock:
+            if self.portal is None:
+                self.portal = _Portal()
+                self.portal_client = self.own_client._fork()
+            assert self.portal_client is not None
+            return self.portal, self.portal_client
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            if _in_event_loop_thread():
+                # This thread's loop is not ours to run: close ours from the portal's thread.
+                portal, _ = self.portal_runner()
+                portal.call(lambda: anyio.to_thread.run_sync(self.own.close, self.own_client))
+            else:
+                self.own.close(self.own_client)
+        finally:
+            started, self.portal = self.portal, None
+            if started is not None:
+                started.close(self.portal_client)
 
 
 def _in_event_loop_thread() -> bool:
@@ -111,13 +147,10 @@ def _in_event_loop_thread() -> bool:
     return True
 
 
-def _blocking_iter(runner: _Runner, iterator: AsyncIterator[_T]) -> Iterator[_T]:
-    """Each item of an async iterator, fetched on ``runner``'s event loop."""
-    while True:
-        try:
-            yield runner.call(iterator.__anext__)
-        except StopAsyncIteration:
-            return
+def _close_quietly(runners: _Runners) -> None:
+    # Garbage collection may run this in any thread, or at interpreter shutdown.
+    with contextlib.suppress(Exception):
+        runners.close()
 
 
 class SyncStream:
@@ -126,13 +159,13 @@ class SyncStream:
     Leaving the ``with`` block, ``close()``, or an exception releases the connection.
     """
 
-    def __init__(self, runner: _Runner, stream: AsyncStream) -> None:
-        self._runner = runner
+    def __init__(self, call: Callable[[Callable[[], Awaitable[Any]]], Any], stream: AsyncStream):
+        self._call = call
         self._stream = stream
         self._iterator: AsyncIterator[StreamChunk] | None = None
 
     def __enter__(self) -> SyncStream:
-        self._runner.call(self._stream.__aenter__)
+        self._call(self._stream.__aenter__)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -141,7 +174,7 @@ class SyncStream:
     def __iter__(self) -> Iterator[StreamChunk]:
         self._iterator = self._stream.__aiter__()
         try:
-            yield from _blocking_iter(self._runner, self._iterator)
+            yield from _blocking_iter(self._call, self._iterator)
         finally:
             self.close()
 
@@ -149,8 +182,8 @@ class SyncStream:
         """Release the connection (idempotent)."""
         iterator, self._iterator = self._iterator, None
         if iterator is not None and hasattr(iterator, "aclose"):
-            self._runner.call(iterator.aclose)
-        self._runner.call(self._stream.aclose)
+            self._call(iterator.aclose)
+        self._call(self._stream.aclose)
 
     @property
     def text(self) -> str:
@@ -169,6 +202,18 @@ class SyncStream:
         return self._stream.request_id
 
 
+def _blocking_iter(
+    call: Callable[[Callable[[], Awaitable[Any]]], Any], iterator: AsyncIterator[_T]
+) -> Iterator[_T]:
+    """Each item of an async iterator, fetched on the loop ``call`` runs coroutines on."""
+    while True:
+        try:
+            item: _T = call(iterator.__anext__)
+        except StopAsyncIteration:
+            return
+        yield item
+
+
 class SyncEndpointClient:
     """Blocking twin of :class:`EndpointClient`; takes exactly the same arguments.
 
@@ -180,141 +225,360 @@ class SyncEndpointClient:
     Safe to share between threads; each call blocks only its caller.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._args, self._kwargs = args, kwargs
-        self._own = _OwnLoop(EndpointClient(*args, **kwargs))
-        self._portal: _Portal | None = None
-        self._portal_lock = threading.Lock()
+    def __init__(
+        self,
+        endpoint_url: str | None = None,
+        api_key: str | SecretStr | None = None,
+        *,
+        api_type: str | ApiType | None = None,
+        deployment_name: str | None = None,
+        formatter: FormatterArg | None = None,
+        formatter_options: Mapping[str, Any] | None = None,
+        model_kwargs: Mapping[str, Any] | None = None,
+        timeout: float | httpx.Timeout | NotGiven = NOT_GIVEN,
+        deadline: float | NotGiven | None = NOT_GIVEN,
+        max_retries: int | NotGiven | None = NOT_GIVEN,
+        retry: RetryPolicy | NotGiven = NOT_GIVEN,
+        limits: httpx.Limits | NotGiven = NOT_GIVEN,
+        extra_parameters: str | ExtraParameters | None = None,
+        api_version: str | None = None,
+        credential: Any = None,
+        token_scope: str | None = None,
+        api_key_env: str | None = None,
+        allow_insecure_http: bool | None = None,
+        proxy: str | httpx.URL | httpx.Proxy | NotGiven | None = NOT_GIVEN,
+        verify: bool | str | os.PathLike[str] | ssl.SSLContext = True,
+        trust_env: bool | NotGiven = NOT_GIVEN,
+        default_headers: Mapping[str, str] | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Callable[[float], Awaitable[Any]] | None = None,
+        env: Mapping[str, str] | None = None,
+        connect_timeout: float | NotGiven = NOT_GIVEN,
+        backoff_base: float | NotGiven = NOT_GIVEN,
+        backoff_max: float | NotGiven = NOT_GIVEN,
+        max_retry_after: float | NotGiven = NOT_GIVEN,
+        max_connections: int | NotGiven = NOT_GIVEN,
+        max_keepalive_connections: int | NotGiven = NOT_GIVEN,
+        keepalive_expiry: float | NotGiven = NOT_GIVEN,
+    ) -> None:
+        client = EndpointClient(
+            endpoint_url,
+            api_key,
+            api_type=api_type,
+            deployment_name=deployment_name,
+            formatter=formatter,
+            formatter_options=formatter_options,
+            model_kwargs=model_kwargs,
+            timeout=timeout,
+            deadline=deadline,
+            max_retries=max_retries,
+            retry=retry,
+            limits=limits,
+            extra_parameters=extra_parameters,
+            api_version=api_version,
+            credential=credential,
+            token_scope=token_scope,
+            api_key_env=api_key_env,
+            allow_insecure_http=allow_insecure_http,
+            proxy=proxy,
+            verify=verify,
+            trust_env=trust_env,
+            default_headers=default_headers,
+            http_client=http_client,
+            transport=transport,
+            sleep=sleep,
+            env=env,
+            connect_timeout=connect_timeout,
+            backoff_base=backoff_base,
+            backoff_max=backoff_max,
+            max_retry_after=max_retry_after,
+            max_connections=max_connections,
+            max_keepalive_connections=max_keepalive_connections,
+            keepalive_expiry=keepalive_expiry,
+        )
+        self._setup(_Runners(client), client, None, owner=True)
+
+    def _setup(
+        self,
+        runners: _Runners,
+        client: EndpointClient,
+        overrides: dict[str, Any] | None,
+        *,
+        owner: bool,
+    ) -> None:
+        self._runners = runners
+        self._client = client
+        self._overrides = overrides
+        self._portal_copy: EndpointClient | None = None
+        self._owner = owner
         self._closed = False
-        # A client dropped without close() still releases its loop and connections.
-        self._finalizer = weakref.finalize(self, _close_quietly, self._own)
+        if owner:
+            # A client dropped without close() still releases its loop and connections.
+            self._finalizer = weakref.finalize(self, _close_quietly, runners)
 
     @classmethod
     def from_config(cls, path: str | os.PathLike[str], **overrides: Any) -> SyncEndpointClient:
         """Build a client from a file written by :meth:`save`."""
-        data = ClientSettings.from_file(path)
-        data.update(overrides)
-        return cls(**data)
+        return cls(**config_arguments(path, overrides))
+
+    def with_options(self, **overrides: Any) -> SyncEndpointClient:
+        """See :meth:`EndpointClient.with_options`: same loop and pool, some settings changed."""
+        self._check_open()
+        clone = object.__new__(type(self))
+        clone._setup(self._runners, self._client.with_options(**overrides), overrides, owner=False)
+        return clone
 
     # -- where a call runs ------------------------------------------------------------------
 
-    def _portal_runner(self) -> _Portal:
-        with self._portal_lock:
-            if self._portal is None:
-                self._portal = _Portal(EndpointClient(*self._args, **self._kwargs))
-            return self._portal
-
-    def _run(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        """Run ``client.<name>(*args, **kwargs)`` to completion on a suitable loop."""
-        if self._closed:
+    def _check_open(self) -> None:
+        if self._closed or self._runners.closed:
             raise ClientClosedError()
-        own = self._own
+
+    def _portal(self) -> tuple[_Portal, EndpointClient]:
+        portal, base = self._runners.portal_runner()
+        if self._overrides is None:
+            return portal, base
+        if self._portal_copy is None:
+            self._portal_copy = base.with_options(**self._overrides)
+        return portal, self._portal_copy
+
+    def _run(self, fn: Callable[[EndpointClient], Awaitable[_T]]) -> _T:
+        """Run ``fn(async client)`` to completion on a suitable loop."""
+        self._check_open()
+        own = self._runners.own
         if not _in_event_loop_thread() and own.lock.acquire(blocking=False):
             try:
-                return own._run(lambda: getattr(own.client, name)(*args, **kwargs))
+                client = self._client
+                return own.run(lambda: fn(client))
             finally:
                 own.lock.release()
-        portal = self._portal_runner()
-        return portal.call(lambda: getattr(portal.client, name)(*args, **kwargs))
+        portal, client = self._portal()
+        return portal.call(lambda: fn(client))
 
-    def _pick(self) -> _Runner:
-        """The runner for an operation that spans several calls (a stream, a map)."""
-        if self._closed:
-            raise ClientClosedError()
+    def _spanning(self) -> tuple[Callable[[Callable[[], Awaitable[Any]]], Any], EndpointClient]:
+        """Where an operation that spans several calls (a stream, a map) runs, and its client."""
+        self._check_open()
         if _in_event_loop_thread():
-            return self._portal_runner()
-        return self._own
+            portal, client = self._portal()
+            return portal.call, client
+        return self._runners.own.call, self._client
 
     # -- calls ------------------------------------------------------------------------------
 
-    def complete(self, prompt: str, **kwargs: Any) -> Completion:
+    def complete(
+        self,
+        prompt: str,
+        *,
+        stop: str | Sequence[str] | None = None,
+        timeout: float | httpx.Timeout | NotGiven = NOT_GIVEN,
+        deadline: float | NotGiven | None = NOT_GIVEN,
+        max_retries: int | RetryPolicy | NotGiven | None = NOT_GIVEN,
+        extra_parameters: str | ExtraParameters | NotGiven | None = NOT_GIVEN,
+        deployment_name: str | NotGiven | None = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
+        **params: Any,
+    ) -> Completion:
         """See :meth:`EndpointClient.complete`."""
-        result: Completion = self._run("complete", prompt, **kwargs)
-        return result
+        return self._run(
+            lambda c: c.complete(
+                prompt,
+                stop=stop,
+                timeout=timeout,
+                deadline=deadline,
+                max_retries=max_retries,
+                extra_parameters=extra_parameters,
+                deployment_name=deployment_name,
+                extra_headers=extra_headers,
+                **params,
+            )
+        )
 
-    def chat(self, messages: Sequence[Message], **kwargs: Any) -> ChatCompletion:
+    def chat(
+        self,
+        messages: Sequence[Message],
+        *,
+        stop: str | Sequence[str] | None = None,
+        timeout: float | httpx.Timeout | NotGiven = NOT_GIVEN,
+        deadline: float | NotGiven | None = NOT_GIVEN,
+        max_retries: int | RetryPolicy | NotGiven | None = NOT_GIVEN,
+        extra_parameters: str | ExtraParameters | NotGiven | None = NOT_GIVEN,
+        deployment_name: str | NotGiven | None = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
+        **params: Any,
+    ) -> ChatCompletion:
         """See :meth:`EndpointClient.chat`."""
-        result: ChatCompletion = self._run("chat", messages, **kwargs)
-        return result
+        return self._run(
+            lambda c: c.chat(
+                messages,
+                stop=stop,
+                timeout=timeout,
+                deadline=deadline,
+                max_retries=max_retries,
+                extra_parameters=extra_parameters,
+                deployment_name=deployment_name,
+                extra_headers=extra_headers,
+                **params,
+            )
+        )
 
     def invoke(
-        self, payload: Mapping[str, Any] | Sequence[Any] | bytes | str, **kwargs: Any
+        self,
+        payload: Mapping[str, Any] | Sequence[Any] | bytes | str,
+        *,
+        url: str | None = None,
+        timeout: float | httpx.Timeout | NotGiven = NOT_GIVEN,
+        deadline: float | NotGiven | None = NOT_GIVEN,
+        max_retries: int | RetryPolicy | NotGiven | None = NOT_GIVEN,
+        extra_parameters: str | ExtraParameters | NotGiven | None = NOT_GIVEN,
+        deployment_name: str | NotGiven | None = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> Any:
         """See :meth:`EndpointClient.invoke`."""
-        return self._run("invoke", payload, **kwargs)
+        return self._run(
+            lambda c: c.invoke(
+                payload,
+                url=url,
+                timeout=timeout,
+                deadline=deadline,
+                max_retries=max_retries,
+                extra_parameters=extra_parameters,
+                deployment_name=deployment_name,
+                extra_headers=extra_headers,
+            )
+        )
 
-    def stream(self, prompt_or_messages: str | Sequence[Message], **kwargs: Any) -> SyncStream:
+    def stream(
+        self,
+        prompt_or_messages: str | Sequence[Message],
+        *,
+        stop: str | Sequence[str] | None = None,
+        timeout: float | httpx.Timeout | NotGiven = NOT_GIVEN,
+        idle_timeout: float | None = None,
+        deadline: float | NotGiven | None = NOT_GIVEN,
+        max_retries: int | RetryPolicy | NotGiven | None = NOT_GIVEN,
+        extra_parameters: str | ExtraParameters | NotGiven | None = NOT_GIVEN,
+        deployment_name: str | NotGiven | None = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
+        **params: Any,
+    ) -> SyncStream:
         """See :meth:`EndpointClient.stream`; iterate the result in a ``with`` block."""
-        runner = self._pick()
-        return SyncStream(runner, runner.client.stream(prompt_or_messages, **kwargs))
+        call, client = self._spanning()
+        stream = client.stream(
+            prompt_or_messages,
+            stop=stop,
+            timeout=timeout,
+            idle_timeout=idle_timeout,
+            deadline=deadline,
+            max_retries=max_retries,
+            extra_parameters=extra_parameters,
+            deployment_name=deployment_name,
+            extra_headers=extra_headers,
+            **params,
+        )
+        return SyncStream(call, stream)
 
-    def batch(self, items: Iterable[Any], **kwargs: Any) -> BatchResults:
+    def batch(
+        self,
+        items: Iterable[Any] | AsyncIterable[Any],
+        *,
+        concurrency: Concurrency = "auto",
+        max_rps: float | None = None,
+        max_tpm: float | None = None,
+        max_retries: int | None = None,
+        max_rate_limit_retries: int = 50,
+        return_exceptions: bool = True,
+        progress: bool = False,
+        **params: Any,
+    ) -> BatchResults:
         """See :meth:`EndpointClient.batch`: results in input order, with ``.stats``."""
-        result: BatchResults = self._run("batch", items, **kwargs)
-        return result
+        return self._run(
+            lambda c: c.batch(
+                items,
+                concurrency=concurrency,
+                max_rps=max_rps,
+                max_tpm=max_tpm,
+                max_retries=max_retries,
+                max_rate_limit_retries=max_rate_limit_retries,
+                return_exceptions=return_exceptions,
+                progress=progress,
+                **params,
+            )
+        )
 
-    def map(self, items: Iterable[Any], **kwargs: Any) -> Iterator[tuple[int, Any]]:
+    def map(
+        self,
+        items: Iterable[Any] | AsyncIterable[Any],
+        *,
+        concurrency: Concurrency = "auto",
+        max_rps: float | None = None,
+        max_tpm: float | None = None,
+        max_retries: int | None = None,
+        max_rate_limit_retries: int = 50,
+        return_exceptions: bool = True,
+        **params: Any,
+    ) -> Iterator[tuple[int, Any]]:
         """See :meth:`EndpointClient.map`: ``(index, result)`` pairs as they complete."""
-        runner = self._pick()
-        run = runner.client.map(items, **kwargs)
+        call, client = self._spanning()
+        run = client.map(
+            items,
+            concurrency=concurrency,
+            max_rps=max_rps,
+            max_tpm=max_tpm,
+            max_retries=max_retries,
+            max_rate_limit_retries=max_rate_limit_retries,
+            return_exceptions=return_exceptions,
+            **params,
+        )
         try:
-            yield from _blocking_iter(runner, run.__aiter__())
+            yield from _blocking_iter(call, run.__aiter__())
         finally:
-            runner.call(run.aclose)
+            call(run.aclose)
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """See :meth:`EndpointClient.save`."""
-        self._own.client.save(path)
+        self._client.save(path)
 
     # -- properties and lifecycle -----------------------------------------------------------
 
     @property
     def settings(self) -> ClientSettings:
-        return self._own.client.settings
+        return self._client.settings
 
     @property
     def formatter(self) -> ContentFormatterBase:
-        return self._own.client.formatter
+        return self._client.formatter
+
+    @property
+    def api_type(self) -> ApiType:
+        return self._client.api_type
+
+    @property
+    def model_kwargs(self) -> dict[str, Any]:
+        return self._client.model_kwargs
 
     @property
     def is_closed(self) -> bool:
-        return self._closed
+        return self._closed or self._runners.closed
 
     def close(self) -> None:
-        """Close the connection pools and stop the background loop, if any. Idempotent."""
+        """Close the connection pools and stop the background loop, if any. Idempotent.
+
+        A client made by :meth:`with_options` closes nothing but itself.
+        """
         if self._closed:
             return
         self._closed = True
-        try:
-            if _in_event_loop_thread():
-                # This thread's loop is not ours to run: close ours from the portal's thread.
-                self._portal_runner().portal.call(lambda: _close_in_thread(self._own))
-            else:
-                self._own.close()
-        finally:
-            portal, self._portal = self._portal, None
-            if portal is not None:
-                portal.close()
+        if self._owner:
+            self._finalizer.detach()
+            self._runners.close()
 
     def __enter__(self) -> SyncEndpointClient:
-        if self._closed:
-            raise ClientClosedError()
+        self._check_open()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def __repr__(self) -> str:
-        return "Sync" + repr(self._own.client)
-
-
-def _close_quietly(own: _OwnLoop) -> None:
-    if own.loop.is_closed():
-        return
-    # At interpreter shutdown or under a foreign running loop there is nothing more to do.
-    with contextlib.suppress(Exception):
-        own.close()
-
-
-async def _close_in_thread(own: _OwnLoop) -> None:
-    await anyio.to_thread.run_sync(own.close)
+        return "Sync" + repr(self._client)

@@ -5,11 +5,20 @@ Models accept unknown fields (``extra="allow"``) so a new server field never bre
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["ChatCompletion", "ChatMessage", "Completion", "StreamChunk", "Usage"]
+__all__ = [
+    "ChatCompletion",
+    "ChatMessage",
+    "Completion",
+    "StreamChunk",
+    "Usage",
+    "message_from",
+    "usage_from",
+]
 
 
 class Usage(BaseModel):
@@ -22,6 +31,27 @@ class Usage(BaseModel):
     total_tokens: int | None = None
 
 
+_USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens")
+
+
+def usage_from(data: Any) -> Usage | None:
+    """Usage from an answer's ``usage`` object; a malformed count is dropped, never raised.
+
+    A server that sends ``{"prompt_tokens": "12"}`` or ``{"total_tokens": -1}`` still gives a
+    result: the counts that are whole numbers >= 0 are kept, the rest are left out.
+    """
+    if not isinstance(data, Mapping):
+        return None
+    counts = {
+        name: value for name in _USAGE_FIELDS if type(value := data.get(name)) is int and value >= 0
+    }
+    extra = {k: v for k, v in data.items() if isinstance(k, str) and k not in _USAGE_FIELDS}
+    try:
+        return Usage(**counts, **extra)
+    except (TypeError, ValueError):
+        return Usage(**counts)
+
+
 class ChatMessage(BaseModel):
     """One message of a conversation, OpenAI style."""
 
@@ -29,6 +59,16 @@ class ChatMessage(BaseModel):
 
     role: str
     content: Any = None
+
+
+def message_from(data: Any, text: str) -> ChatMessage:
+    """The assistant message of an answer; a missing or malformed role becomes "assistant"."""
+    fields = dict(data) if isinstance(data, Mapping) else {}
+    fields = {k: v for k, v in fields.items() if isinstance(k, str)}
+    if not isinstance(fields.get("role"), str):
+        fields["role"] = "assistant"
+    fields.setdefault("content", text)
+    return ChatMessage(**fields)
 
 
 class Completion(BaseModel):

@@ -221,30 +221,30 @@ class HttpxAdapter(Adapter):
         return count
 
 
+def _azml_transport() -> Any:
+    """This project's aiohttp-backed httpx transport, as the client builds it."""
+    import httpx
+
+    from azml_client._http._factory import aiohttp_transport
+
+    return aiohttp_transport(
+        limits=httpx.Limits(
+            max_connections=POOL, max_keepalive_connections=POOL, keepalive_expiry=30.0
+        ),
+        connect_timeout=10.0,
+        proxy=None,
+        verify=True,
+        trust_env=False,
+    )
+
+
 class HttpxFastAdapter(HttpxAdapter):
-    """httpx.AsyncClient over ``azml_client._transport.default_transport`` (this project)."""
+    """httpx.AsyncClient over azml-client's aiohttp-backed transport (this project)."""
 
     name = "httpx+azml-transport"
 
     def _transport(self) -> Any:
-        from azml_client._transport import default_transport
-
-        return default_transport(
-            max_connections=POOL, max_keepalive_connections=POOL, keepalive_expiry=30.0
-        )
-
-
-class HttpxShardedAdapter(HttpxAdapter):
-    """httpx.AsyncClient over the pure-httpx fallback (sharded httpcore pools)."""
-
-    name = "httpx-sharded"
-
-    def _transport(self) -> Any:
-        from azml_client._transport import ShardedHTTPTransport
-
-        return ShardedHTTPTransport(
-            max_connections=POOL, max_keepalive_connections=POOL, keepalive_expiry=30.0
-        )
+        return _azml_transport()
 
 
 class TransportDirectAdapter(Adapter):
@@ -258,11 +258,7 @@ class TransportDirectAdapter(Adapter):
     async def open(self) -> None:
         import httpx
 
-        from azml_client._transport import default_transport
-
-        self.transport = default_transport(
-            max_connections=POOL, max_keepalive_connections=POOL, keepalive_expiry=30.0
-        )
+        self.transport = _azml_transport()
         self.url = httpx.URL(self.chat_url)
         self.headers = [
             (b"Host", self.url.netloc),
@@ -508,7 +504,6 @@ ADAPTERS: dict[str, type[Adapter]] = {
         AiohttpAdapter,
         HttpxAdapter,
         HttpxFastAdapter,
-        HttpxShardedAdapter,
         TransportDirectAdapter,
         OpenAIAdapter,
         AzureInferenceAdapter,
@@ -521,9 +516,8 @@ ADAPTERS: dict[str, type[Adapter]] = {
 REQUIRES: dict[str, tuple[str, ...]] = {
     "aiohttp": ("aiohttp",),
     "httpx": ("httpx",),
-    "httpx+azml-transport": ("httpx", "azml_client._transport"),
-    "httpx-sharded": ("httpx", "azml_client._transport"),
-    "azml-transport-direct": ("httpx", "azml_client._transport"),
+    "httpx+azml-transport": ("httpx", "azml_client._http._factory"),
+    "azml-transport-direct": ("httpx", "azml_client._http._factory"),
     "openai": ("openai",),
     "azure-ai-inference": ("azure.ai.inference.aio", "azure.core.credentials"),
     "azml": ("azml_client",),

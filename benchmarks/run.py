@@ -141,7 +141,7 @@ SUITES = {
     "sync": (("azml", "azml-sync"), ("rps1",)),
     "memory": ((), ()),  # benchmarks/memory.py: processes of their own
     "transport": (
-        ("aiohttp", "httpx", "httpx-sharded", "httpx+azml-transport", "azml-transport-direct"),
+        ("aiohttp", "httpx", "httpx+azml-transport", "azml-transport-direct"),
         ("rps1", "rps64", "bulk", "stream"),
     ),
 }

@@ -17,6 +17,7 @@ from azml_client import (
     ConfigurationError,
     EndpointClient,
     RateLimitError,
+    RetryPolicy,
     ServerError,
     SyncEndpointClient,
 )
@@ -59,7 +60,7 @@ def make_client(handler: Any, **kwargs: Any) -> EndpointClient:
         endpoint_url=SERVERLESS_URL,
         api_key="k",
         transport=httpx.MockTransport(handler),
-        backoff_base=0.001,
+        retry=RetryPolicy(backoff_base=0.001),
         **kwargs,
     )
 
@@ -228,7 +229,8 @@ async def test_max_rps_budget_spaces_the_sends() -> None:
     async def record(seconds: float) -> None:
         waits.append(seconds)
 
-    async def call(kind: str, payload: Any, params: dict[str, Any]) -> Completion:
+    async def call(kind: str, payload: Any, params: dict[str, Any], hook: Any) -> Completion:
+        await hook.before_attempt()  # what the driver does before every attempt
         return Completion(text=payload)
 
     run = BatchRun(call, [f"p{i}" for i in range(30)], max_rps=50, sleep=record)
@@ -335,7 +337,8 @@ async def test_a_100k_item_run_holds_flat_memory() -> None:
             pulled += 1
             yield f"prompt {i}"
 
-    async def call(kind: str, payload: Any, params: dict[str, Any]) -> Completion:
+    async def call(kind: str, payload: Any, params: dict[str, Any], hook: Any) -> Completion:
+        await hook.before_attempt()
         await asyncio.sleep(0)
         return Completion(text=payload)
 

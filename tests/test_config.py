@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from azml_client import (
@@ -16,6 +17,7 @@ from azml_client import (
     FormatRequest,
     GPT2ContentFormatter,
     ParsedOutput,
+    RetryPolicy,
     SyncEndpointClient,
     load_client,
 )
@@ -137,14 +139,10 @@ def test_save_and_load_round_trip_every_setting(
         deployment_name="llama-2-7b-1",
         formatter="llama",
         model_kwargs={"temperature": 0.8, "max_new_tokens": 400},
-        timeout=30,
-        connect_timeout=4,
+        timeout=httpx.Timeout(30, connect=4),
         deadline=90,
-        max_retries=5,
-        backoff_base=0.25,
-        backoff_max=4,
-        max_retry_after=20,
-        max_connections=16,
+        retry=RetryPolicy(max_retries=5, backoff_base=0.25, backoff_max=4, max_retry_after=20),
+        limits=httpx.Limits(max_connections=16, max_keepalive_connections=16),
     )
     data, loaded = _round_trip(client, tmp_path / "azureml.json")
     assert CANARY_KEY not in (tmp_path / "azureml.json").read_text()

@@ -22,6 +22,7 @@ from azml_client import (
     RateLimitError,
     RequestTimeoutError,
     ResponseFormatError,
+    RetryPolicy,
     ServerError,
     StreamInterruptedError,
 )
@@ -61,13 +62,13 @@ async def emulator() -> AsyncIterator[Callable[..., Any]]:
 
 def dedicated(server: EmulatorServer, **kwargs: Any) -> EndpointClient:
     kwargs.setdefault("api_key", server.api_key)
-    kwargs.setdefault("backoff_base", 0.01)
+    kwargs.setdefault("retry", RetryPolicy(backoff_base=0.01))
     return EndpointClient(endpoint_url=server.score_url, **kwargs)
 
 
 def serverless(server: EmulatorServer, **kwargs: Any) -> EndpointClient:
     kwargs.setdefault("api_key", server.api_key)
-    kwargs.setdefault("backoff_base", 0.01)
+    kwargs.setdefault("retry", RetryPolicy(backoff_base=0.01))
     return EndpointClient(
         endpoint_url=server.serverless_url, api_type="serverless", formatter="openai", **kwargs
     )
@@ -325,7 +326,9 @@ async def test_connection_refused() -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     async with EndpointClient(
-        endpoint_url=f"http://127.0.0.1:{port}/score", api_key="k", max_retries=1, backoff_base=0.01
+        endpoint_url=f"http://127.0.0.1:{port}/score",
+        api_key="k",
+        retry=RetryPolicy(max_retries=1, backoff_base=0.01),
     ) as client:
         with pytest.raises(APIConnectionError) as info:
             await client.complete("x")

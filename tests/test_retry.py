@@ -15,6 +15,7 @@ from azml_client import (
     EndpointClient,
     ModelError,
     RateLimitError,
+    RetryPolicy,
     ServerError,
 )
 from azml_client._retry import backoff, is_retryable_error, is_retryable_status, parse_retry_after
@@ -128,7 +129,7 @@ async def test_backoff_is_used_when_the_server_says_nothing(sleeps: SleepRecorde
     respx.post(DEDICATED_URL).mock(
         side_effect=[httpx.ConnectError("reset"), httpx.Response(200, json=["ok"])]
     )
-    async with client(sleeps, max_retries=2, backoff_base=1.0) as c:
+    async with client(sleeps, retry=RetryPolicy(max_retries=2, backoff_base=1.0)) as c:
         out = await c.complete("x")
     assert out.attempts == 2
     assert len(sleeps.waits) == 1 and 0.5 <= sleeps.waits[0] <= 1.0
@@ -188,7 +189,7 @@ async def test_a_server_wait_beyond_the_budget_fails_at_once(sleeps: SleepRecord
     route = respx.post(DEDICATED_URL).mock(
         return_value=httpx.Response(429, headers={"Retry-After": "600"})
     )
-    async with client(sleeps, max_retries=5, max_retry_after=30) as c:
+    async with client(sleeps, retry=RetryPolicy(max_retries=5, max_retry_after=30)) as c:
         with pytest.raises(RateLimitError) as info:
             await c.complete("x")
         assert info.value.retry_after == 600

@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from .. import _json
 from .._constants import ApiType
 from .._exceptions import AzmlError, ConfigurationError, ResponseFormatError
 
@@ -165,12 +166,16 @@ class ContentFormatterBase:
 
 def dump_json(body: Any) -> bytes:
     """Encode once: compact, UTF-8, non-ASCII kept as is (no double escaping)."""
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: JSON can carry it escaped, UTF-8 cannot
+        return json.dumps(body, ensure_ascii=True, separators=(",", ":")).encode("ascii")
 
 
 def load_json(raw: bytes | str, formatter: ContentFormatterBase, request: FormatRequest) -> Any:
     try:
-        return json.loads(raw)
+        return _json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
         raise formatter.format_error(
@@ -266,7 +271,7 @@ def decode_response(
                 request,
             )
         try:
-            data = json.loads(raw)
+            data = _json.loads(raw)
         except ValueError:
             data = None
         return ParsedOutput(text=text), data
