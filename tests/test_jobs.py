@@ -1,25 +1,31 @@
-"""The JSONL job runner as a library: resume, crash recovery, bad input, flat memory."""
+"""The JSONL job runner as a library: resume, crash recovery, bad input, flat memory, the lock,
+the writer off the loop, and the summary's data."""
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
+import threading
 import tracemalloc
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from azml_client import Completion, EndpointClient, ServerError, Usage
+from azml_client import Completion, EndpointClient, RetryPolicy, ServerError, Usage
 from azml_client._jobs import (
     BatchJob,
     InputProblem,
+    JobError,
     JobItem,
+    OutputLock,
     ResultWriter,
     count_lines,
+    encode_line,
     prepare_output,
     read_input,
     run_job,
@@ -46,7 +52,13 @@ def ids(records: list[dict[str, Any]]) -> list[Any]:
     return [r["id"] for r in records]
 
 
-def echo_client(fail: set[str] | None = None, seen: list[Any] | None = None) -> EndpointClient:
+#: An answer with a lone surrogate: valid JSON (as an escape), not encodable as UTF-8.
+SURROGATE_TEXT = "half \ud800 of a pair"
+
+
+def echo_client(
+    fail: set[str] | None = None, seen: list[Any] | None = None, formatter: str | None = None
+) -> EndpointClient:
     """A real client over an in-process transport: answers ``re:<prompt>``; prompts in ``fail``
     get a 400 (not retried)."""
     fail = fail or set()
@@ -58,19 +70,22 @@ def echo_client(fail: set[str] | None = None, seen: list[Any] | None = None) -> 
             seen.append(body)
         if prompt in fail:
             return httpx.Response(400, json={"message": f"refused {prompt}"})
+        answer = SURROGATE_TEXT if prompt == "surrogate" else f"re:{prompt}"
         if "messages" in body:
-            choice: dict[str, Any] = {"message": {"role": "assistant", "content": f"re:{prompt}"}}
+            choice: dict[str, Any] = {"message": {"role": "assistant", "content": answer}}
         else:
-            choice = {"text": f"re:{prompt}"}
+            choice = {"text": answer}
         choice.update(index=0, finish_reason="stop")
         usage = {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}
-        return httpx.Response(200, json={"choices": [choice], "usage": usage})
+        content = json.dumps({"choices": [choice], "usage": usage}).encode()  # \ud800 escaped
+        return httpx.Response(200, content=content, headers={"content-type": "application/json"})
 
     return EndpointClient(
         endpoint_url=SERVERLESS_URL,
         api_key="k",
+        formatter=formatter,
         transport=httpx.MockTransport(handler),
-        backoff_base=0.001,
+        retry=RetryPolicy(backoff_base=0.001),
     )
 
 
@@ -87,13 +102,8 @@ async def test_mixed_input_ids_default_to_line_numbers(tmp_path: Path) -> None:
     out = tmp_path / "out.jsonl"
     seen: list[Any] = []
     async with echo_client(seen=seen) as client:
-        job = BatchJob(client, src, out, total_lines=count_lines(src))
-        summary = await job.run()
-    assert job.progress_line().startswith("3/3 done  ")
-    assert "errors 0  429s 0" in job.progress_line()
-    table = summary.table("out.jsonl")
-    assert table.splitlines()[0] == "azml batch -> out.jsonl"
-    assert "  ok           3" in table and "rerun" not in table
+        summary = await BatchJob(src, out).run(client)
+    assert summary.done == count_lines(src) == 3
     records = {r["id"]: r for r in read_out(out)}
     assert set(records) == {"a", 2, 7}
     assert records["a"]["text"] == "re:one"
@@ -108,6 +118,7 @@ async def test_mixed_input_ids_default_to_line_numbers(tmp_path: Path) -> None:
     three = next(b for b in seen if b.get("prompt") == "three")
     assert three["max_tokens"] == 5 and three["temperature"] == 0.1
     assert (summary.sent, summary.ok, summary.failed, summary.skipped) == (3, 3, 0, 0)
+    assert (summary.tokens_in, summary.tokens_out) == (3, 6)
     assert summary.success
 
 
@@ -154,6 +165,9 @@ async def test_resume_skips_done_ids_and_retries_failed_ones_once(tmp_path: Path
     async with echo_client(fail={"p3", "p11"}) as client:
         first = await run_job(client, src, out)
     assert (first.ok, first.failed) == (18, 2)
+    assert [(t.type, t.count, t.example_id) for t in first.top_failures()] == [
+        ("BadRequestError", 2, 3)
+    ]
     failed = [r for r in read_out(out) if not r["ok"]]
     assert sorted(ids(failed)) == [3, 11]
     error = failed[0]["error"]
@@ -221,7 +235,12 @@ def test_result_writer_fsyncs_every_n_lines_or_interval(
 ) -> None:
     syncs: list[int] = []
     real_fsync = os.fsync
-    monkeypatch.setattr(os, "fsync", lambda fd: (syncs.append(fd), real_fsync(fd))[1])
+
+    def fsync(fd: int) -> None:
+        syncs.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
     now = [0.0]
     path = tmp_path / "out.jsonl"
     with ResultWriter(path, fsync_every=3, fsync_interval=10.0, clock=lambda: now[0]) as w:
@@ -253,17 +272,117 @@ def test_read_input_and_count_lines(tmp_path: Path) -> None:
     assert count_lines(src) == 3
 
 
-async def test_missing_input_and_same_file_are_configuration_errors(tmp_path: Path) -> None:
-    from azml_client import ConfigurationError
-
+async def test_path_problems_are_job_errors_with_a_reason(tmp_path: Path) -> None:
     src = write_lines(tmp_path / "in.jsonl", [{"prompt": "x"}])
+    cases = [
+        (tmp_path / "nope.jsonl", tmp_path / "out.jsonl", "input_missing", "not found"),
+        (tmp_path, tmp_path / "out.jsonl", "input_unreadable", "not a file"),
+        (src, src, "output_is_input", "must not be the input"),
+        (src, tmp_path / "no-dir" / "out.jsonl", "output_dir_missing", "does not exist"),
+        (src, tmp_path, "output_is_directory", "is a directory"),
+    ]
     async with echo_client() as client:
-        with pytest.raises(ConfigurationError, match="not found"):
-            await run_job(client, tmp_path / "nope.jsonl", tmp_path / "out.jsonl")
-        with pytest.raises(ConfigurationError, match="must not be the input"):
-            await run_job(client, src, src)
-        with pytest.raises(ConfigurationError, match="does not exist"):
-            await run_job(client, src, tmp_path / "no-dir" / "out.jsonl")
+        for source, output, reason, text in cases:
+            with pytest.raises(JobError, match=text) as caught:
+                await run_job(client, source, output)
+            assert caught.value.reason == reason
+
+
+async def test_surrogates_in_answers_and_ids_are_written_and_resumed(tmp_path: Path) -> None:
+    odd_id = "id-\udfff"
+    rows = [
+        {"id": odd_id, "prompt": "p"},
+        {"id": "s", "prompt": "surrogate"},
+        {"id": 3, "prompt": "q"},
+    ]
+    src = write_lines(tmp_path / "in.jsonl", rows)  # json.dumps escapes the surrogate
+    out = tmp_path / "out.jsonl"
+    async with echo_client() as client:
+        first = await run_job(client, src, out)
+    assert (first.ok, first.failed) == (3, 0)
+    raw = out.read_bytes()
+    raw.decode("utf-8")  # valid UTF-8 throughout
+    records = {r["id"]: r for r in read_out(out)}
+    assert records["s"]["text"] == SURROGATE_TEXT
+    assert records[odd_id]["text"] == "re:p"
+    seen: list[Any] = []
+    async with echo_client(seen=seen) as client:
+        second = await run_job(client, src, out)
+    assert (second.skipped, second.sent, seen) == (3, 0, [])  # all three recognised as done
+    assert out.read_bytes() == raw
+
+
+def test_encode_line_escapes_only_lone_surrogates() -> None:
+    record = {"id": "\ud83d", "text": "caf\u00e9 \U0001f600 \udc80", "n": 1}
+    line = encode_line(record)
+    assert line.endswith(b"\n") and b"\\ud83d" in line and b"\\udc80" in line
+    assert "café 😀".encode() in line  # the rest stays readable UTF-8
+    assert json.loads(line) == record
+    assert encode_line({"t": "\\\ud800"}) == b'{"t":"\\\\\\ud800"}\n'
+    assert json.loads(encode_line({"t": "\\\ud800"})) == {"t": "\\\ud800"}
+
+
+def test_output_lock_refuses_a_second_holder_and_follows_a_rewrite(tmp_path: Path) -> None:
+    out = write_lines(tmp_path / "out.jsonl", [{"id": "a", "ok": True}, {"id": "b", "ok": False}])
+    held = OutputLock(out).acquire()
+    try:
+        with pytest.raises(JobError) as caught:
+            OutputLock(out).acquire()
+        assert caught.value.reason == "locked"
+        assert caught.value.pid in (os.getpid(), None)  # None where /proc/locks is missing
+        inode = out.stat().st_ino
+        assert prepare_output(out, held).failed_dropped == 1
+        assert out.stat().st_ino != inode  # rewritten into a new file...
+        with pytest.raises(JobError, match="another job"):
+            OutputLock(out).acquire()  # ...which is locked as well
+    finally:
+        held.release()
+    OutputLock(out).acquire().release()  # free again
+
+
+async def test_a_second_job_on_a_locked_output_refuses_at_once(tmp_path: Path) -> None:
+    src = write_lines(tmp_path / "in.jsonl", [{"id": 1, "prompt": "x"}])
+    out = tmp_path / "out.jsonl"
+    seen: list[Any] = []
+    with BatchJob(src, out):
+        async with echo_client(seen=seen) as client:
+            with pytest.raises(JobError, match="another job is writing"):
+                await run_job(client, src, out)
+    assert seen == []
+
+
+async def test_a_full_disk_stops_the_job_with_a_job_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = write_lines(tmp_path / "in.jsonl", [{"id": i, "prompt": f"p{i}"} for i in range(5)])
+    out = tmp_path / "out.jsonl"
+    threads: set[str] = set()
+
+    def full(self: ResultWriter, data: bytes, count: int) -> None:
+        threads.add(threading.current_thread().name)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ResultWriter, "write_lines", full)
+    async with echo_client() as client:
+        with pytest.raises(JobError) as caught:
+            await run_job(client, src, out)
+    assert caught.value.reason == "disk_full"
+    assert threading.current_thread().name not in threads  # written off the event loop
+    OutputLock(out).acquire().release()  # the lock was released
+
+
+async def test_rejected_locally_is_not_sent(tmp_path: Path) -> None:
+    rows = [{"id": "p", "prompt": "x"}, {"id": "c", "messages": [{"role": "user", "content": "y"}]}]
+    src = write_lines(tmp_path / "in.jsonl", rows)
+    out = tmp_path / "out.jsonl"
+    seen: list[Any] = []
+    # llama answers completions only: the chat item is refused before anything is sent
+    async with echo_client(seen=seen, formatter="llama") as client:
+        summary = await run_job(client, src, out)
+    assert (summary.sent, summary.ok, summary.rejected, summary.failed) == (1, 1, 1, 0)
+    assert [b["prompt"] for b in seen] == ["x"]
+    assert [t.type for t in summary.top_rejections()] == ["ConfigurationError"]
+    assert not summary.success
 
 
 class _FakeStats:
@@ -274,13 +393,15 @@ class _FakeStats:
 class _FakeRun:
     """Pulls one item at a time, like ``client.map``, and answers at once."""
 
-    def __init__(self, items: Iterable[Any], pulled: list[int]) -> None:
+    def __init__(self, items: AsyncIterable[Any], pulled: list[int]) -> None:
         self.items = items
         self.pulled = pulled
         self.stats = _FakeStats()
 
     async def _iterate(self) -> AsyncIterator[tuple[int, Any]]:
-        for index, item in enumerate(self.items):
+        index = -1
+        async for item in self.items:
+            index += 1
             self.pulled.append(index)
             await asyncio.sleep(0)
             usage = Usage(prompt_tokens=1, completion_tokens=1, total_tokens=2)
@@ -300,7 +421,7 @@ class _FakeClient:
     def __init__(self) -> None:
         self.pulled: list[int] = []
 
-    def map(self, items: Iterable[Any], **options: Any) -> _FakeRun:
+    def map(self, items: AsyncIterable[Any], **options: Any) -> _FakeRun:
         return _FakeRun(items, self.pulled)
 
 
@@ -314,7 +435,7 @@ async def test_large_input_is_streamed_in_flat_memory(tmp_path: Path) -> None:
     client = _FakeClient()
     tracemalloc.start()
     try:
-        summary = await BatchJob(client, src, tmp_path / "out.jsonl", fsync_every=5000).run()
+        summary = await BatchJob(src, tmp_path / "out.jsonl", fsync_every=5000).run(client)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -324,7 +445,7 @@ async def test_large_input_is_streamed_in_flat_memory(tmp_path: Path) -> None:
 
 
 async def test_against_the_emulator_failures_then_resume(tmp_path: Path) -> None:
-    items = [{"id": f"r{i}", "prompt": f"hello {i}"} for i in range(12)]
+    items: list[dict[str, Any]] = [{"id": f"r{i}", "prompt": f"hello {i}"} for i in range(12)]
     items += [
         {"id": f"c{i}", "messages": [{"role": "user", "content": f"hi {i}"}]} for i in range(8)
     ]

@@ -7,15 +7,21 @@ non-zero, so the same seed, settings and request order reproduce the same run.
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import math
 import random
+import re
 import threading
 import time
+import typing
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from azml_client.emulator._config import Faults
 
-__all__ = ["FaultInjector", "TokenBucket", "retry_after_headers"]
+__all__ = ["FaultFlag", "FaultInjector", "TokenBucket", "fault_flags", "retry_after_headers"]
 
 
 class TokenBucket:
@@ -114,3 +120,87 @@ class FaultInjector:
         if point < f.error_in_200:
             return "error_in_200"
         return "empty_200" if point < f.error_in_200 + f.empty_200 else None
+
+
+# -- command-line flags: one per ``Faults`` field, derived from the field -------------------
+
+#: Flag names shorter than their field's (kept from the first release of ``azml emulate``).
+#: Every other field's flag is its own name with dashes: ``error_503`` -> ``--error-503``.
+_SHORT_NAMES = {
+    "rate_limit_rps": "rate-limit",
+    "max_concurrent_requests_per_instance": "max-concurrent",
+    "instance_count": "instances",
+}
+
+
+@dataclass(frozen=True)
+class FaultFlag:
+    """The command-line flag of one :class:`Faults` field.
+
+    Name, type, help and validation all come from the field: its name, its annotation, its entry
+    in the ``Attributes:`` section of the docstring, and :class:`Faults`'s own checks. A new
+    field therefore gets its flag (on ``azml emulate`` and, prefixed, on every ``--emulator``
+    command) without touching the command line.
+    """
+
+    field: str
+    name: str
+    kind: type[int] | type[float]
+    metavar: str
+    help: str
+
+    def parse(self, text: str) -> int | float:
+        """``text`` as a value of the field, checked by :class:`Faults`; ``ValueError`` if not."""
+        try:
+            value = self.kind(text)
+        except ValueError:
+            expected = "an integer" if self.kind is int else "a number"
+            raise ValueError(f"expected {expected}, got {text!r}") from None
+        settings: dict[str, Any] = {self.field: value}
+        try:
+            Faults(**settings)
+        except ValueError as exc:
+            message = str(exc)
+            raise ValueError(message.removeprefix(f"{self.field} ")) from None
+        return value
+
+
+def _field_docs() -> dict[str, str]:
+    """``{field: text}`` from the ``Attributes:`` section of the ``Faults`` docstring."""
+    _, _, section = inspect.cleandoc(Faults.__doc__ or "").partition("Attributes:\n")
+    docs: dict[str, str] = {}
+    current = ""
+    for line in section.splitlines():
+        entry = re.match(r" {4}(\w+): (.*)", line)
+        if entry:
+            current = entry[1]
+            docs[current] = entry[2]
+        elif current and line.startswith(" " * 8):
+            docs[current] += " " + line.strip()
+        elif line.strip():
+            break
+    return {name: text.replace("``", "") for name, text in docs.items()}
+
+
+def _metavar(name: str, kind: type, doc: str) -> str:
+    if "fraction" in doc.lower():
+        return "FRACTION"
+    if doc.startswith("Seconds"):
+        return "SECONDS"
+    if name.endswith(("_ms", "_rps")):
+        return name.rsplit("_", 1)[1].upper()
+    return "N" if kind is int else "X"
+
+
+def fault_flags() -> tuple[FaultFlag, ...]:
+    """One :class:`FaultFlag` per :class:`Faults` field, in field order."""
+    hints = typing.get_type_hints(Faults)
+    docs = _field_docs()
+    flags = []
+    for item in dataclasses.fields(Faults):
+        hint = hints[item.name]
+        kind: type[int] | type[float] = int if int in (hint, *typing.get_args(hint)) else float
+        doc = docs.get(item.name, "")
+        name = _SHORT_NAMES.get(item.name, item.name.replace("_", "-"))
+        flags.append(FaultFlag(item.name, name, kind, _metavar(item.name, kind, doc), doc))
+    return tuple(flags)

@@ -1,16 +1,14 @@
-"""The ``azml`` command: ``complete``, ``chat``, ``batch``, ``formatters`` and ``emulate``.
+"""The commands of ``azml``: ``complete``, ``chat``, ``batch``, ``formatters``, ``emulate``.
 
-``main(argv)`` returns the exit code: 0 success, 1 an endpoint error or failed batch items, 2 a
-usage or configuration error, 130 interrupted. Errors are printed as one line on stderr, never
-as a traceback. The flags are defined in :mod:`azml_client._cli_args`; the batch engine is
-:mod:`azml_client._jobs`.
+Each command takes the parsed flags and returns the exit code; :func:`main` turns whatever
+they raise into one line on stderr (:mod:`._errors`). ``batch`` drives the engine of
+:mod:`azml_client._jobs` and shows what it reports with :mod:`._render`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import sys
 import threading
@@ -18,59 +16,30 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
 from types import FrameType
-from typing import Any, TextIO
+from typing import Any
 
 import anyio
 
-from ._cli_args import build_parser, faults_kwargs, given_fault_flags, parse_params
-from ._client import EndpointClient
-from ._constants import ENV_API_KEY, ENV_ENDPOINT_URL
-from ._exceptions import (
-    APIConnectionError,
-    APIStatusError,
-    AzmlError,
-    ConfigurationError,
-    ResponseFormatError,
+from .._client import EndpointClient
+from .._constants import ENV_API_KEY, ENV_ENDPOINT_URL
+from .._exceptions import ConfigurationError
+from .._jobs import BatchJob, InputProblem, JobSummary, count_lines
+from ..formatters import FormatterInfo, get_formatter, list_formatters
+from ._errors import report, say
+from ._parser import (
+    build_parser,
+    faults_in_cli_terms,
+    faults_kwargs,
+    given_fault_flags,
+    parse_params,
 )
-from ._jobs import BatchJob, InputProblem, count_lines
-from .formatters import FormatterInfo, get_formatter, list_formatters
+from ._render import ProgressRenderer, ProgressSnapshot, progress_renderer, summary_text
 
-__all__ = ["describe_error", "main"]
+__all__ = ["emulator_plan", "endpoint", "main", "run"]
 
 #: Family of the embedded emulator's /score (and formatter) when neither is given: it answers
 #: prompts and chats alike and reports usage, so mixed batch files work out of the box.
 EMULATOR_DEFAULT_FAMILY = "vllm"
-
-
-def _say(text: str, stream: TextIO | None = None) -> None:
-    out = stream or sys.stderr
-    out.write(text + "\n")
-    out.flush()
-
-
-def describe_error(exc: BaseException) -> str:
-    """One line saying what went wrong and what to check (never the key)."""
-    kind = type(exc).__name__
-    if isinstance(exc, APIStatusError):
-        text = f"HTTP {exc.status_code} {kind}: {exc.message}"
-        if exc.request_id:
-            text += f" (request id {exc.request_id})"
-        if exc.attempts > 1:
-            text += f", after {exc.attempts} attempts"
-        if exc.status_code in (401, 403) and ENV_API_KEY not in text:
-            text += f" — check {ENV_API_KEY}"
-    elif isinstance(exc, APIConnectionError):
-        text = f"{kind}: {exc.message}"
-        if exc.url:
-            text += f" ({exc.url})"
-        text += f" — check --endpoint-url / {ENV_ENDPOINT_URL}"
-    elif isinstance(exc, ResponseFormatError):
-        text = f"{kind}: {exc} — check --formatter (see 'azml formatters')"
-    elif isinstance(exc, ConfigurationError):
-        text = str(exc)
-    else:
-        text = f"{kind}: {exc}"
-    return " ".join(text.split())
 
 
 # -- connection and the embedded emulator ----------------------------------------------------
@@ -98,7 +67,7 @@ def emulator_plan(args: argparse.Namespace) -> tuple[str, str | None, str]:
     family follows ``--emulator-family``, else ``--formatter``, else ``vllm``; the formatter
     follows the family when not given.
     """
-    from .emulator import FAMILIES
+    from ..emulator import FAMILIES
 
     info = _formatter_info(args.formatter)
     family = args.emulator_family or (
@@ -142,7 +111,7 @@ def endpoint(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
         return
     if args.endpoint_url:
         raise ConfigurationError("--emulator runs a local endpoint: drop --endpoint-url")
-    from .emulator import Deployment, EmulatorConfig, Faults, run_emulator
+    from ..emulator import Deployment, EmulatorConfig, Faults, run_emulator
 
     api_type, formatter, family = emulator_plan(args)
     try:
@@ -153,7 +122,9 @@ def endpoint(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
             faults=Faults(**faults_kwargs(args)),
         )
     except ValueError as exc:
-        raise ConfigurationError(f"emulator: {exc}") from None
+        raise ConfigurationError(
+            f"emulator: {faults_in_cli_terms(str(exc), 'emulator-')}"
+        ) from None
     with run_emulator(config) as emu:
         url = emu.score_url if api_type == "dedicated" else emu.serverless_url
         kwargs.update(endpoint_url=url, api_key=emu.api_key, api_type=api_type)
@@ -215,59 +186,86 @@ async def _call(args: argparse.Namespace, client_kwargs: dict[str, Any]) -> int:
 # -- batch -------------------------------------------------------------------------------------
 
 
-class _Progress:
-    """The live progress line on a TTY stderr (and bad-line reports that must not garble it)."""
+class _BatchView:
+    """The face of one batch run: its progress display, if any, and the bad-line reports."""
 
-    def __init__(self, job: BatchJob | None, live: bool, source: str) -> None:
-        self.job = job
-        self.live = live
+    def __init__(self, source: str, total: int | None, interval: float) -> None:
         self.source = source
+        self.total = total
+        self.interval = interval
+        self.renderer: ProgressRenderer | None = None
+
+    def start(self, job: BatchJob) -> None:
+        """Show the first frame (when progress is wanted): it counts the resumed lines."""
+        if self.total is not None:
+            done = min(job.summary.done, self.total)
+            self.renderer = progress_renderer(self.total, initial_done=done, interval=self.interval)
 
     def problem(self, problem: InputProblem) -> None:
-        self.clear()
-        _say(f"azml: {self.source}:{problem.line}: {problem.message}")
+        text = f"azml: {self.source}:{problem.line}: {problem.message}"
+        if self.renderer is not None:
+            self.renderer.note(text)
+        else:
+            say(text)
 
-    def clear(self) -> None:
-        if self.live:
-            sys.stderr.write("\r\x1b[K")
-
-    def render(self) -> None:
-        if self.live and self.job:
-            sys.stderr.write(f"\r{self.job.progress_line()}\x1b[K")
-            sys.stderr.flush()
-
-    async def tick(self) -> None:
-        while True:
-            self.render()
-            await anyio.sleep(0.25)
-
-
-async def _batch(args: argparse.Namespace, client_kwargs: dict[str, Any]) -> int:
-    live = sys.stderr.isatty()
-    progress = _Progress(None, live, args.input)
-    async with EndpointClient(**client_kwargs) as client:
-        job = progress.job = BatchJob(
-            client,
-            args.input,
-            args.output,
-            concurrency=args.concurrency,
-            max_rps=args.max_rps,
-            max_tpm=args.max_tpm,
-            on_problem=progress.problem,
-            total_lines=count_lines(args.input) if live else None,
+    def snapshot(self, job: BatchJob) -> ProgressSnapshot:
+        s, total = job.stats(), self.total
+        done = s.done if total is None else min(s.done, total)
+        return ProgressSnapshot(
+            done=done,
+            total=total,
+            failed=s.errors,
+            rate_limited=s.rate_limited,
+            concurrency=s.concurrency,
+            rps=s.rps,
+            elapsed=s.elapsed,
+            resumed=min(s.resumed, done),
         )
-        async with anyio.create_task_group() as tg:
-            if live:
-                tg.start_soon(progress.tick)
-            try:
-                summary = await job.run()
-            finally:
+
+    async def tick(self, job: BatchJob) -> None:
+        while self.renderer is not None:
+            await anyio.sleep(min(self.interval, 0.5))
+            self.renderer.update(self.snapshot(job))
+
+    def close(self, job: BatchJob) -> None:
+        if self.renderer is not None:
+            self.renderer.close(self.snapshot(job))
+            self.renderer = None
+
+
+async def _run_batch(job: BatchJob, client_kwargs: dict[str, Any], view: _BatchView) -> JobSummary:
+    async with EndpointClient(**client_kwargs) as client:
+        view.start(job)  # once the client accepted its settings: no progress before a usage error
+        try:
+            if view.renderer is None:
+                return await job.run(client)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(view.tick, job)
+                summary = await job.run(client)
                 tg.cancel_scope.cancel()
-                progress.clear()
+            return summary
+        finally:
+            view.close(job)
+
+
+def _batch(args: argparse.Namespace) -> int:
+    view = _BatchView(args.input, None, args.progress_interval)
+    job = BatchJob(
+        args.input,
+        args.output,
+        concurrency=args.concurrency,
+        max_rps=args.max_rps,
+        max_tpm=args.max_tpm,
+        on_problem=view.problem,
+    )
+    with job:  # paths, lock and resume first: local problems show before any connection
+        view.total = count_lines(args.input) if args.progress else None
+        with endpoint(args) as client_kwargs:
+            summary = anyio.run(_run_batch, job, client_kwargs, view)
     if args.json:
-        _say(json.dumps(summary.as_dict()), sys.stdout)
+        say(json.dumps(summary.as_dict()), sys.stdout)
     else:
-        _say(summary.table(args.output))
+        say(summary_text(summary, args.output))
     return 0 if summary.success else 1
 
 
@@ -277,7 +275,7 @@ async def _batch(args: argparse.Namespace, client_kwargs: dict[str, Any]) -> int
 def _formatters(args: argparse.Namespace) -> int:
     infos = list_formatters()
     if args.json:
-        _say(json.dumps([asdict(i) for i in infos], indent=2), sys.stdout)
+        say(json.dumps([asdict(i) for i in infos], indent=2), sys.stdout)
         return 0
     rows = [("FAMILY", "ALIASES", "API TYPES", "CHAT", "COMPLETION")]
     yes = {True: "yes", False: "no"}
@@ -288,12 +286,12 @@ def _formatters(args: argparse.Namespace) -> int:
     widths = [max(len(cell) for cell in column) for column in zip(*rows, strict=True)]
     for row in rows:
         cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=True)]
-        _say("  ".join(cells).rstrip(), sys.stdout)
+        say("  ".join(cells).rstrip(), sys.stdout)
     return 0
 
 
 def _emulate(args: argparse.Namespace) -> int:
-    from .emulator import Deployment, EmulatorConfig, EmulatorServer, Faults
+    from ..emulator import Deployment, EmulatorConfig, EmulatorServer, Faults
 
     try:
         config = EmulatorConfig(
@@ -304,7 +302,7 @@ def _emulate(args: argparse.Namespace) -> int:
             faults=Faults(**faults_kwargs(args)),
         )
     except ValueError as exc:
-        raise ConfigurationError(f"emulator: {exc}") from None
+        raise ConfigurationError(f"emulator: {faults_in_cli_terms(str(exc))}") from None
     server = EmulatorServer(config, host=args.host, port=args.port)
     stop = threading.Event()
 
@@ -316,7 +314,7 @@ def _emulate(args: argparse.Namespace) -> int:
         try:
             server.start()
         except OSError as exc:
-            _say(f"azml: error: cannot listen on {args.host}:{args.port} ({exc.strerror or exc})")
+            say(f"azml: error: cannot listen on {args.host}:{args.port} ({exc.strerror or exc})")
             return 1
         key = server.api_key if args.key is None else "<the key given with --key>"
         deployments = ", ".join(f"{d.name} ({d.family})" for d in config.effective_deployments)
@@ -332,10 +330,10 @@ def _emulate(args: argparse.Namespace) -> int:
             f"  export {ENV_API_KEY}={key}",
             "Ctrl-C to stop.",
         ]
-        _say("\n".join(banner), sys.stdout)
+        say("\n".join(banner), sys.stdout)
         while not stop.wait(0.2):
             if not server.running:
-                _say("azml: error: the emulator server stopped unexpectedly")
+                say("azml: error: the emulator server stopped unexpectedly")
                 return 1
     finally:
         server.stop()
@@ -343,54 +341,33 @@ def _emulate(args: argparse.Namespace) -> int:
             signal.signal(signum, handler)
     stats = server.stats
     by_status = ", ".join(f"{k}: {v}" for k, v in sorted(stats.by_status.items())) or "none"
-    _say(f"azml emulator stopped after {stats.total_requests} requests ({by_status})")
+    say(f"azml emulator stopped after {stats.total_requests} requests ({by_status})")
     return 0
 
 
-# -- entry point -------------------------------------------------------------------------------
+# -- dispatch ----------------------------------------------------------------------------------
 
 
-def _dispatch(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
+    """Run the command of ``args``; return its exit code (errors propagate)."""
     if args.command == "formatters":
         return _formatters(args)
     if args.command == "emulate":
         return _emulate(args)
-    runner = _batch if args.command == "batch" else _call
-    if args.command == "batch" and not os.path.isfile(args.input):
-        raise ConfigurationError(f"input file {args.input!r} not found")
+    if args.command == "batch":
+        return _batch(args)
     with endpoint(args) as client_kwargs:
-        return anyio.run(runner, args, client_kwargs)
+        return anyio.run(_call, args, client_kwargs)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``azml`` with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
+    """``azml`` (see :func:`azml_client.cli.main`)."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, usage errors (argparse printed them)
         return exc.code if isinstance(exc.code, int) else 2
     try:
-        return _dispatch(args)
-    except ConfigurationError as exc:
-        _say(f"azml: error: {describe_error(exc)}")
-        return 2
-    except AzmlError as exc:
-        _say(f"azml: error: {describe_error(exc)}")
-        return 1
-    except OSError as exc:
-        if isinstance(exc, BrokenPipeError):  # e.g. `azml complete ... | head -1`
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit
-            return 1
-        where = f" {exc.filename!r}" if exc.filename else ""
-        _say(f"azml: error: {exc.strerror or exc}{where}")
-        return 1
-    except ImportError as exc:  # the emulator without the cli extra (uvicorn)
-        _say(f"azml: error: {exc}")
-        return 2
-    except KeyboardInterrupt:
-        _say("azml: interrupted (a batch resumes where it stopped when run again)")
-        return 130
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+        return run(args)
+    except BaseException as exc:  # every error ends as one line and an exit code
+        return report(exc, debug=args.debug)

@@ -1,24 +1,25 @@
-"""The ``azml`` argument parser: subcommands, shared flag groups and their conversions.
+"""The flags of ``azml``: one argparse parser, and the parsing of flag values.
 
-Kept apart from :mod:`azml_client.cli` (which runs the commands) so the flag definitions can be
-read in one place. The emulator's fault flags are defined once in :data:`FAULT_FLAGS` and added
-twice: bare on ``azml emulate`` (``--rate-limit``) and prefixed on every client command
-(``--emulator-rate-limit``), so the two spellings can never drift apart.
+The emulator's fault flags are generated from the fields of
+:class:`~azml_client.emulator.Faults` (see :func:`azml_client.emulator._faults.fault_flags`) and
+added twice: bare on ``azml emulate`` (``--rate-limit``) and prefixed on every client command
+(``--emulator-rate-limit``), so neither spelling can drift from the dataclass.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import re
+from collections.abc import Sequence
 from typing import Any
 
-from ._exceptions import ConfigurationError
+from .._exceptions import ConfigurationError
+from ..emulator._faults import FaultFlag, fault_flags
 
 __all__ = [
-    "FAULT_FLAGS",
     "build_parser",
+    "faults_in_cli_terms",
     "faults_kwargs",
     "given_fault_flags",
     "parse_concurrency",
@@ -46,8 +47,9 @@ examples:
   azml emulate --port 8000 --family vllm --rate-limit 20
   azml formatters
 
-exit codes: 0 success, 1 an endpoint error or some batch items failed, 2 usage or
-configuration error, 130 interrupted.
+exit codes: 0 success, 1 an endpoint error or some batch items failed, 2 a usage,
+configuration or local problem (a path, the disk, another batch on the same output),
+130 interrupted. Errors are one line on stderr; --debug adds the traceback.
 """
 
 BATCH_DESCRIPTION = """\
@@ -65,115 +67,80 @@ Resumable: run the same command again to skip the ids already done, retry the fa
 (their old lines are removed first, so each id appears once) and carry on after a crash or a
 kill at any moment. Bad input lines (invalid JSON, no prompt/messages, duplicate id) are
 reported on stderr with their line numbers, are not written to OUT and count as failures.
+OUT is locked while the batch runs: a second batch on it is refused.
+
+Progress goes to stderr: a live bar on a terminal, else a plain line every
+--progress-interval seconds. The summary follows (on stdout with --json).
 """
 
 
-@dataclass(frozen=True)
-class FaultFlag:
-    """One emulator fault flag: its name (without prefix), ``Faults`` field, type and help."""
-
-    name: str
-    field: str
-    type: Callable[[str], Any]
-    metavar: str
-    help: str
-
-
-def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a fraction between 0 and 1, got {text}")
-    return value
-
-
-def _non_negative(text: str) -> float:
-    value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
-    return value
+def _number(text: str, kind: type[int] | type[float]) -> float:
+    try:
+        return kind(text)
+    except ValueError:
+        expected = "an integer" if kind is int else "a number"
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
 
 
 def _positive(text: str) -> float:
-    value = float(text)
+    value = _number(text, float)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
     return value
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
-    return value
-
-
-#: Every ``Faults`` field, one flag each.
-FAULT_FLAGS: tuple[FaultFlag, ...] = (
-    FaultFlag("latency", "latency", _non_negative, "SECONDS", "delay before each answer"),
-    FaultFlag(
-        "token-latency", "token_latency", _non_negative, "SECONDS", "delay per generated token"
-    ),
-    FaultFlag(
-        "rate-limit", "rate_limit_rps", _positive, "RPS", "token-bucket rate limit (429 over it)"
-    ),
-    FaultFlag("burst", "burst", _positive_int, "N", "token-bucket size (default: one second)"),
-    FaultFlag(
-        "max-concurrent",
-        "max_concurrent_requests_per_instance",
-        _positive_int,
-        "N",
-        "max_concurrent_requests_per_instance (429 over 2*N*instances pending)",
-    ),
-    FaultFlag("instances", "instance_count", _positive_int, "N", "instance_count"),
-    FaultFlag("error-503", "error_503", _fraction, "FRACTION", "fraction answered 503"),
-    FaultFlag("error-500", "error_500", _fraction, "FRACTION", "fraction answered 500"),
-    FaultFlag("error-424", "error_424", _fraction, "FRACTION", "fraction answered 424"),
-    FaultFlag("error-408", "error_408", _fraction, "FRACTION", "fraction answered 408"),
-    FaultFlag(
-        "request-timeout-ms",
-        "request_timeout_ms",
-        _positive_int,
-        "MS",
-        "request_timeout_ms (408 when the latency exceeds it)",
-    ),
-    FaultFlag("stream-cut", "stream_cut", _fraction, "FRACTION", "fraction of streams cut"),
-    FaultFlag(
-        "malformed-json", "malformed_json", _fraction, "FRACTION", "fraction of broken 200 bodies"
-    ),
-    FaultFlag(
-        "error-in-200", "error_in_200", _fraction, "FRACTION", "vllm: fraction of errors in 200s"
-    ),
-    FaultFlag("empty-200", "empty_200", _fraction, "FRACTION", "vllm: fraction of empty 200s"),
-)
+# -- emulator fault flags ----------------------------------------------------------------------
 
 
 def _fault_dest(flag: FaultFlag) -> str:
     return f"fault_{flag.field}"
 
 
+def _fault_type(flag: FaultFlag) -> Any:
+    def parse(text: str) -> int | float:
+        try:
+            return flag.parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse.__name__ = flag.kind.__name__
+    return parse
+
+
+def faults_in_cli_terms(text: str, prefix: str = "", *, keep: str = "") -> str:
+    """``text`` with each ``Faults`` field name (but ``keep``) replaced by its flag."""
+    for flag in fault_flags():
+        if flag.field != keep:
+            text = re.sub(rf"\b{flag.field}\b", f"--{prefix}{flag.name}", text)
+    return text
+
+
 def add_fault_flags(parser: argparse.ArgumentParser, prefix: str = "") -> None:
     """Add one flag per ``Faults`` field, named ``--{prefix}{name}``."""
     title = "emulator faults" if not prefix else "embedded emulator faults (with --emulator)"
     group = parser.add_argument_group(title)
-    for flag in FAULT_FLAGS:
+    for flag in fault_flags():
         group.add_argument(
             f"--{prefix}{flag.name}",
             dest=_fault_dest(flag),
-            type=flag.type,
+            type=_fault_type(flag),
             metavar=flag.metavar,
             default=None,
-            help=flag.help,
+            help=faults_in_cli_terms(flag.help, prefix, keep=flag.field).replace("%", "%%"),
         )
 
 
 def given_fault_flags(args: argparse.Namespace) -> list[FaultFlag]:
     """The fault flags set on the command line."""
-    return [flag for flag in FAULT_FLAGS if getattr(args, _fault_dest(flag), None) is not None]
+    return [flag for flag in fault_flags() if getattr(args, _fault_dest(flag), None) is not None]
 
 
 def faults_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """The ``Faults`` keyword arguments given on the command line (unset flags left out)."""
     return {flag.field: getattr(args, _fault_dest(flag)) for flag in given_fault_flags(args)}
+
+
+# -- other values ------------------------------------------------------------------------------
 
 
 def parse_params(items: Sequence[str] | None) -> dict[str, Any]:
@@ -221,8 +188,17 @@ def parse_concurrency(text: str) -> str | int:
     return value
 
 
-def _connection_parent() -> argparse.ArgumentParser:
+# -- the parser --------------------------------------------------------------------------------
+
+
+def _common_parent() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--debug", action="store_true", help="on an error, print the traceback too")
+    return parent
+
+
+def _connection_parent() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False, parents=[_common_parent()])
     group = parent.add_argument_group("connection (the key is read from AZUREML_ENDPOINT_API_KEY)")
     group.add_argument(
         "--endpoint-url", metavar="URL", help="scoring URL (default: $AZUREML_ENDPOINT_URL)"
@@ -285,50 +261,17 @@ def _call_parent() -> argparse.ArgumentParser:
     return parent
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The whole ``azml`` parser."""
-    from . import __version__
-
-    raw = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(
-        prog=PROG, description=DESCRIPTION, epilog=EPILOG, formatter_class=raw
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    conn, call = _connection_parent(), _call_parent()
-
-    p = sub.add_parser(
-        "complete",
-        parents=[conn, call],
-        help="complete a prompt",
-        usage="%(prog)s PROMPT [--stream] [--json] [--param K=V ...] [connection | --emulator]",
-        description="Send one prompt and print the generated text.",
-    )
-    p.add_argument("prompt", metavar="PROMPT", help="the prompt ('-' reads it from stdin)")
-
-    p = sub.add_parser(
-        "chat",
-        parents=[conn, call],
-        help="answer a chat message",
-        usage=(
-            "%(prog)s MESSAGE [--system TEXT ...] [--stream] [--json] [--param K=V ...]\n"
-            "       [connection | --emulator]"
-        ),
-        description="Send one user message (after optional system messages) and print the reply.",
-    )
-    p.add_argument("message", metavar="MESSAGE", help="the user message ('-' reads stdin)")
-    p.add_argument("--system", action="append", metavar="TEXT", help="a system message, repeatable")
-
+def _add_batch(sub: Any, conn: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "batch",
         parents=[conn],
         help="run a resumable JSONL batch job",
         usage=(
             "%(prog)s IN.jsonl -o OUT.jsonl [--concurrency auto|N] [--max-rps RPS]\n"
-            "       [--max-tpm TPM] [--json] [connection | --emulator]"
+            "       [--max-tpm TPM] [--json] [--no-progress] [connection | --emulator]"
         ),
         description=BATCH_DESCRIPTION,
-        formatter_class=raw,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("input", metavar="IN.jsonl", help="input file, one JSON object per line")
     p.add_argument(
@@ -344,16 +287,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-rps", type=_positive, metavar="RPS", help="cap on requests per second")
     p.add_argument("--max-tpm", type=_positive, metavar="TPM", help="cap on tokens per minute")
     p.add_argument("--json", action="store_true", help="print the final summary as JSON on stdout")
-
-    p = sub.add_parser(
-        "formatters",
-        help="list the model families (formatters)",
-        description="List the registered model families with aliases, api types and support.",
+    p.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="show no progress on stderr"
     )
-    p.add_argument("--json", action="store_true", help="print a JSON list")
+    p.add_argument(
+        "--progress-interval",
+        type=_positive,
+        default=5.0,
+        metavar="SECONDS",
+        help="seconds between progress lines when stderr is not a terminal (default 5)",
+    )
 
+
+def _add_emulate(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "emulate",
+        parents=[common],
         help="serve a local endpoint emulator",
         usage=(
             "%(prog)s [--host HOST] [--port N] [--key KEY] [--family KEY]\n"
@@ -387,4 +336,53 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed", type=int, default=0, metavar="N", help="seed of the text and the faults"
     )
     add_fault_flags(p)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole ``azml`` parser."""
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    common, conn, call = _common_parent(), _connection_parent(), _call_parent()
+
+    p = sub.add_parser(
+        "complete",
+        parents=[conn, call],
+        help="complete a prompt",
+        usage="%(prog)s PROMPT [--stream] [--json] [--param K=V ...] [connection | --emulator]",
+        description="Send one prompt and print the generated text.",
+    )
+    p.add_argument("prompt", metavar="PROMPT", help="the prompt ('-' reads it from stdin)")
+
+    p = sub.add_parser(
+        "chat",
+        parents=[conn, call],
+        help="answer a chat message",
+        usage=(
+            "%(prog)s MESSAGE [--system TEXT ...] [--stream] [--json] [--param K=V ...]\n"
+            "       [connection | --emulator]"
+        ),
+        description="Send one user message (after optional system messages) and print the reply.",
+    )
+    p.add_argument("message", metavar="MESSAGE", help="the user message ('-' reads stdin)")
+    p.add_argument("--system", action="append", metavar="TEXT", help="a system message, repeatable")
+
+    _add_batch(sub, conn)
+
+    p = sub.add_parser(
+        "formatters",
+        parents=[common],
+        help="list the model families (formatters)",
+        description="List the registered model families with aliases, api types and support.",
+    )
+    p.add_argument("--json", action="store_true", help="print a JSON list")
+
+    _add_emulate(sub, common)
     return parser

@@ -1,0 +1,232 @@
+"""One job: check, lock and resume the output, stream the input through ``client.map``."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
+from typing import Any, Protocol
+
+import anyio
+import anyio.to_thread
+
+from .._exceptions import ConfigurationError
+from ._input import InputProblem, JobId, aread_input
+from ._output import BackgroundWriter, ResultWriter, ResumeState, encode_line, prepare_output
+from ._paths import JobError, OutputLock, check_paths, output_error
+from ._summary import JobSummary, error_record, ok_record, tally
+
+__all__ = ["BatchJob", "BulkClient", "run_job"]
+
+
+class _RunStats(Protocol):
+    @property
+    def retried(self) -> int: ...
+
+    @property
+    def rate_limited(self) -> int: ...
+
+    @property
+    def concurrency(self) -> int: ...
+
+
+class _BulkRun(Protocol):
+    @property
+    def stats(self) -> _RunStats: ...
+
+    def __aiter__(self) -> AsyncIterator[tuple[int, Any]]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class BulkClient(Protocol):
+    """What :class:`BatchJob` calls: :meth:`EndpointClient.map` (or a test double)."""
+
+    def map(
+        self,
+        items: Any,
+        *,
+        concurrency: Any = "auto",
+        max_rps: float | None = None,
+        max_tpm: float | None = None,
+    ) -> _BulkRun: ...
+
+
+class BatchJob:
+    """One run of a JSONL job: check, lock and resume (:meth:`open`), then :meth:`run`.
+
+    ``with BatchJob(...) as job`` opens it and releases the lock at the end; :meth:`run` alone
+    does both. :attr:`summary` is updated live; ``on_problem`` receives each bad input line.
+    """
+
+    def __init__(
+        self,
+        input_path: str | os.PathLike[str],
+        output_path: str | os.PathLike[str],
+        *,
+        concurrency: Any = "auto",
+        max_rps: float | None = None,
+        max_tpm: float | None = None,
+        on_problem: Callable[[InputProblem], None] | None = None,
+        fsync_every: int = 256,
+        fsync_interval: float = 1.0,
+    ) -> None:
+        self.input_path = os.fspath(input_path)
+        self.output_path = os.fspath(output_path)
+        self._map_options: dict[str, Any] = {
+            "concurrency": concurrency,
+            "max_rps": max_rps,
+            "max_tpm": max_tpm,
+        }
+        self._on_problem = on_problem
+        self._fsync = (fsync_every, fsync_interval)
+        self.summary = JobSummary()
+        self._lock: OutputLock | None = None
+        self._done: set[JobId] = set()
+        self._run: _BulkRun | None = None
+
+    def open(self) -> ResumeState:
+        """Check the paths, lock the output and prepare it for resuming; :class:`JobError` if not.
+
+        Needs no client, so local problems show before any endpoint is contacted.
+        """
+        check_paths(self.input_path, self.output_path)
+        try:
+            with open(self.input_path, "rb"):
+                pass
+        except OSError as exc:
+            message = f"cannot read the input file {self.input_path!r}: {exc.strerror or exc}"
+            raise JobError(
+                "input_unreadable", message, path=self.input_path, strerror=exc.strerror
+            ) from None
+        lock = OutputLock(self.output_path)
+        try:
+            lock.acquire()
+            resume = prepare_output(self.output_path, lock)
+        except OSError as exc:
+            lock.release()
+            raise output_error(exc, self.output_path) from None
+        except BaseException:
+            lock.release()
+            raise
+        self._lock = lock
+        self._done = resume.done
+        self.summary.resumed = len(resume.done)
+        self.summary.dropped_failed = resume.failed_dropped
+        return resume
+
+    def close(self) -> None:
+        """Release the output lock. Idempotent."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def __enter__(self) -> BatchJob:
+        self.open()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def stats(self) -> JobSummary:
+        """:attr:`summary`, refreshed with the bulk run's live stats."""
+        run = self._run
+        if run is not None:
+            stats, s = run.stats, self.summary
+            s.retried, s.rate_limited, s.concurrency = (
+                stats.retried,
+                stats.rate_limited,
+                stats.concurrency,
+            )
+            s.peak_concurrency = max(s.peak_concurrency, stats.concurrency)
+        return self.summary
+
+    def _problem(self, problem: InputProblem) -> None:
+        self.summary.bad_input += 1
+        if self._on_problem is not None:
+            self._on_problem(problem)
+
+    async def _requests(
+        self, pending: dict[int, tuple[JobId, float]]
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The items to send, in input order; records each one's id and start in ``pending``."""
+        seen: dict[JobId, int] = {}
+        index = 0
+        async with aclosing(aread_input(self.input_path)) as entries:
+            async for entry in entries:
+                if isinstance(entry, InputProblem):
+                    self._problem(entry)
+                    continue
+                first = seen.setdefault(entry.id, entry.line)
+                if first != entry.line:
+                    message = f"duplicate id {entry.id!r} (first on line {first})"
+                    self._problem(InputProblem(entry.line, message))
+                    continue
+                if entry.id in self._done:
+                    self.summary.skipped += 1
+                    continue
+                pending[index] = (entry.id, time.monotonic())
+                index += 1
+                yield entry.request
+
+    def _record(self, item_id: JobId, result: Any, started: float) -> dict[str, Any]:
+        """Count one result and return its output line."""
+        s = self.summary
+        if isinstance(result, ConfigurationError):  # refused by the client: nothing was sent
+            s.rejected += 1
+            tally(s.rejections, item_id, result)
+            return error_record(item_id, result)
+        s.sent += 1
+        if isinstance(result, BaseException):
+            s.failed += 1
+            tally(s.failures, item_id, result)
+            return error_record(item_id, result)
+        s.ok += 1
+        usage = getattr(result, "usage", None)
+        s.tokens_in += getattr(usage, "prompt_tokens", None) or 0
+        s.tokens_out += getattr(usage, "completion_tokens", None) or 0
+        return ok_record(item_id, result, round((time.monotonic() - started) * 1000))
+
+    async def run(self, client: BulkClient) -> JobSummary:
+        """Run the job to the end and return its summary (also on :attr:`summary`)."""
+        if self._lock is not None:
+            return await self._send_all(client)
+        await anyio.to_thread.run_sync(self.open)  # scanning a large output takes a while
+        try:
+            return await self._send_all(client)
+        finally:
+            self.close()
+
+    async def _send_all(self, client: BulkClient) -> JobSummary:
+        self.summary.started = time.monotonic()
+        every, interval = self._fsync
+        try:
+            writer = ResultWriter(self.output_path, fsync_every=every, fsync_interval=interval)
+        except OSError as exc:
+            raise output_error(exc, self.output_path) from None
+        out = BackgroundWriter(writer)
+        pending: dict[int, tuple[JobId, float]] = {}
+        run = self._run = client.map(self._requests(pending), **self._map_options)
+        try:
+            async for index, result in run:
+                item_id, started = pending.pop(index)
+                await out.put(encode_line(self._record(item_id, result, started)))
+                self.stats()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await run.aclose()
+                self.stats()
+                self.summary.finished = time.monotonic()
+                await out.aclose()
+        return self.summary
+
+
+async def run_job(
+    client: BulkClient,
+    input_path: str | os.PathLike[str],
+    output_path: str | os.PathLike[str],
+    **options: Any,
+) -> JobSummary:
+    """Run one JSONL job (see the module docstring); ``options`` go to :class:`BatchJob`."""
+    return await BatchJob(input_path, output_path, **options).run(client)

@@ -1,0 +1,170 @@
+"""What a job produced: the output records of its results and the counters of the run."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._input import JobId
+
+__all__ = ["ErrorTally", "JobSummary", "error_message", "error_record", "ok_record", "tally"]
+
+
+def ok_record(item_id: JobId, result: Any, latency_ms: int) -> dict[str, Any]:
+    """The output line of a success."""
+    usage = getattr(result, "usage", None)
+    return {
+        "id": item_id,
+        "ok": True,
+        "text": result.text,
+        "finish_reason": getattr(result, "finish_reason", None),
+        "usage": usage.model_dump(exclude_none=True) if usage is not None else None,
+        "attempts": getattr(result, "attempts", 1),
+        "latency_ms": latency_ms,
+    }
+
+
+def error_message(exc: BaseException) -> str:
+    """The message of an error as the output shows it."""
+    return getattr(exc, "message", None) or str(exc) or type(exc).__name__
+
+
+def error_record(item_id: JobId, exc: BaseException) -> dict[str, Any]:
+    """The output line of a failure (never holds headers, so never the key)."""
+    return {
+        "id": item_id,
+        "ok": False,
+        "error": {
+            "type": type(exc).__name__,
+            "status": getattr(exc, "status_code", None),
+            "message": error_message(exc),
+            "request_id": getattr(exc, "request_id", None),
+        },
+        "attempts": getattr(exc, "attempts", 1),
+    }
+
+
+# -- the summary ------------------------------------------------------------------------------
+
+
+@dataclass
+class ErrorTally:
+    """One kind of error in a run: its type, how many items, and the first as an example."""
+
+    type: str
+    count: int
+    example_id: JobId
+    example: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "count": self.count,
+            "example_id": self.example_id,
+            "example": self.example,
+        }
+
+
+def tally(tallies: dict[str, ErrorTally], item_id: JobId, exc: BaseException) -> None:
+    """Count ``exc`` under its type name (the first of a type is kept as the example)."""
+    kind = type(exc).__name__
+    if kind in tallies:
+        tallies[kind].count += 1
+    else:
+        tallies[kind] = ErrorTally(kind, 1, item_id, " ".join(error_message(exc).split())[:200])
+
+
+def _top(tallies: dict[str, ErrorTally]) -> list[ErrorTally]:
+    return sorted(tallies.values(), key=lambda t: -t.count)
+
+
+@dataclass
+class JobSummary:
+    """Counters of one job run, live while it runs (a progress display may read them)."""
+
+    #: Items sent to the endpoint: every result but the local rejections.
+    sent: int = 0
+    ok: int = 0
+    #: Items the endpoint (or the connection to it) failed, by error type in ``failures``.
+    failed: int = 0
+    failures: dict[str, ErrorTally] = field(default_factory=dict)
+    #: Items the client refused before sending (e.g. a chat item on a completion-only formatter).
+    rejected: int = 0
+    rejections: dict[str, ErrorTally] = field(default_factory=dict)
+    #: Ids found done (ok) in the output at the start.
+    resumed: int = 0
+    #: Input lines skipped because their id was done.
+    skipped: int = 0
+    #: Bad input lines (invalid JSON, no prompt/messages, duplicate id...).
+    bad_input: int = 0
+    #: Attempts beyond the first (from the bulk run's stats).
+    retried: int = 0
+    #: 429 answers absorbed (from the bulk run's stats).
+    rate_limited: int = 0
+    #: Usage of the successful results: prompt and completion tokens.
+    tokens_in: int = 0
+    tokens_out: int = 0
+    #: Concurrency now (or at the end) and its highest value.
+    concurrency: int = 0
+    peak_concurrency: int = 0
+    #: Failed lines removed from the output before resuming.
+    dropped_failed: int = 0
+    started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
+
+    @property
+    def done(self) -> int:
+        """Input lines accounted for; resumed ids count from the start, before they are read."""
+        return (
+            self.ok + self.failed + self.rejected + self.bad_input + max(self.skipped, self.resumed)
+        )
+
+    @property
+    def errors(self) -> int:
+        """Items that did not succeed this run: failed, rejected or bad input."""
+        return self.failed + self.rejected + self.bad_input
+
+    @property
+    def elapsed(self) -> float:
+        return (self.finished or time.monotonic()) - self.started
+
+    @property
+    def rps(self) -> float:
+        """Results per second this run."""
+        elapsed = self.elapsed
+        return (self.ok + self.failed + self.rejected) / elapsed if elapsed > 0 else 0.0
+
+    @property
+    def success(self) -> bool:
+        """Every input line is done ok (now or in an earlier run)."""
+        return self.errors == 0
+
+    def top_failures(self) -> list[ErrorTally]:
+        """``failures``, the most frequent first."""
+        return _top(self.failures)
+
+    def top_rejections(self) -> list[ErrorTally]:
+        """``rejections``, the most frequent first."""
+        return _top(self.rejections)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The summary as JSON-able data (``azml batch --json``)."""
+        return {
+            "sent": self.sent,
+            "ok": self.ok,
+            "failed": self.failed,
+            "failed_by_type": [t.as_dict() for t in self.top_failures()],
+            "rejected": self.rejected,
+            "rejected_by_type": [t.as_dict() for t in self.top_rejections()],
+            "skipped": self.skipped,
+            "bad_input": self.bad_input,
+            "retried": self.retried,
+            "rate_limited": self.rate_limited,
+            "tokens_in": self.tokens_in,
+            "tokens_out": self.tokens_out,
+            "concurrency": self.concurrency,
+            "peak_concurrency": self.peak_concurrency,
+            "elapsed_s": round(self.elapsed, 3),
+            "rps": round(self.rps, 2),
+        }
