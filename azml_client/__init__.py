@@ -10,68 +10,151 @@
         print(out.text)
 """
 
-from ._batch import BatchResults as BatchResults
-from ._batch import BatchRun as BatchRun
-from ._batch import BatchStats as BatchStats
-from ._client import EndpointClient as EndpointClient
-from ._client import load_client as load_client
-from ._config import ClientSettings as ClientSettings
-from ._constants import NOT_GIVEN as NOT_GIVEN
-from ._constants import ApiType as ApiType
-from ._constants import ExtraParameters as ExtraParameters
-from ._constants import NotGiven as NotGiven
-from ._exceptions import APIConnectionError as APIConnectionError
-from ._exceptions import APIStatusError as APIStatusError
-from ._exceptions import APITimeoutError as APITimeoutError
-from ._exceptions import AuthenticationError as AuthenticationError
-from ._exceptions import AzmlError as AzmlError
-from ._exceptions import BadRequestError as BadRequestError
-from ._exceptions import ClientClosedError as ClientClosedError
-from ._exceptions import ConfigurationError as ConfigurationError
-from ._exceptions import CredentialError as CredentialError
-from ._exceptions import EmptyResponseError as EmptyResponseError
-from ._exceptions import ModelError as ModelError
-from ._exceptions import NotFoundError as NotFoundError
-from ._exceptions import PermissionDeniedError as PermissionDeniedError
-from ._exceptions import RateLimitError as RateLimitError
-from ._exceptions import RequestTimeoutError as RequestTimeoutError
-from ._exceptions import ResponseFormatError as ResponseFormatError
-from ._exceptions import ServerError as ServerError
-from ._exceptions import StreamInterruptedError as StreamInterruptedError
-from ._exceptions import UnprocessableEntityError as UnprocessableEntityError
-from ._retry import RetryPolicy as RetryPolicy
-from ._streaming import AsyncStream as AsyncStream
-from ._sync import SyncEndpointClient as SyncEndpointClient
-from ._sync import SyncStream as SyncStream
-from ._types import ChatCompletion as ChatCompletion
-from ._types import ChatMessage as ChatMessage
-from ._types import Completion as Completion
-from ._types import StreamChunk as StreamChunk
-from ._types import Usage as Usage
-from .formatters import BartContentFormatter as BartContentFormatter
-from .formatters import ContentFormatterBase as ContentFormatterBase
-from .formatters import CustomOpenAIChatContentFormatter as CustomOpenAIChatContentFormatter
-from .formatters import CustomOpenAIContentFormatter as CustomOpenAIContentFormatter
-from .formatters import DollyContentFormatter as DollyContentFormatter
-from .formatters import FormatRequest as FormatRequest
-from .formatters import FormatterInfo as FormatterInfo
-from .formatters import GPT2ContentFormatter as GPT2ContentFormatter
-from .formatters import HFContentFormatter as HFContentFormatter
-from .formatters import LlamaChatContentFormatter as LlamaChatContentFormatter
-from .formatters import LlamaContentFormatter as LlamaContentFormatter
-from .formatters import OpenAIContentFormatter as OpenAIContentFormatter
-from .formatters import OSSContentFormatter as OSSContentFormatter
-from .formatters import ParsedOutput as ParsedOutput
-from .formatters import TGIContentFormatter as TGIContentFormatter
-from .formatters import VLLMContentFormatter as VLLMContentFormatter
-from .formatters import get_formatter as get_formatter
-from .formatters import list_formatters as list_formatters
-from .formatters import register_formatter as register_formatter
-from .formatters import unregister_formatter as unregister_formatter
+
+import importlib as _importlib
+import typing as _typing
 
 from ._version import __version__ as __version__
 
-__all__ = [
+if _typing.TYPE_CHECKING:
+    from ._batch import BatchResults as BatchResults
+    from ._batch import BatchRun as BatchRun
+    from ._batch import BatchStats as BatchStats
+    from ._client import EndpointClient as EndpointClient
+    from ._client import load_client as load_client
+    from ._config import ClientSettings as ClientSettings
+    from ._constants import NOT_GIVEN as NOT_GIVEN
+    from ._constants import ApiType as ApiType
+    from ._constants import ExtraParameters as ExtraParameters
+    from ._constants import NotGiven as NotGiven
+    from ._exceptions import APIConnectionError as APIConnectionError
+    from ._exceptions import APIStatusError as APIStatusError
+    from ._exceptions import APITimeoutError as APITimeoutError
+    from ._exceptions import AuthenticationError as AuthenticationError
+    from ._exceptions import AzmlError as AzmlError
+    from ._exceptions import BadRequestError as BadRequestError
+    from ._exceptions import ClientClosedError as ClientClosedError
+    from ._exceptions import ConfigurationError as ConfigurationError
+    from ._exceptions import CredentialError as CredentialError
+    from ._exceptions import EmptyResponseError as EmptyResponseError
+    from ._exceptions import ModelError as ModelError
+    from ._exceptions import NotFoundError as NotFoundError
+    from ._exceptions import PermissionDeniedError as PermissionDeniedError
+    from ._exceptions import RateLimitError as RateLimitError
+    from ._exceptions import RequestTimeoutError as RequestTimeoutError
+    from ._exceptions import ResponseFormatError as ResponseFormatError
+    from ._exceptions import ServerError as ServerError
+    from ._exceptions import StreamInterruptedError as StreamInterruptedError
+    from ._exceptions import UnprocessableEntityError as UnprocessableEntityError
+    from ._retry import RetryPolicy as RetryPolicy
+    from ._streaming import AsyncStream as AsyncStream
+    from ._sync import SyncEndpointClient as SyncEndpointClient
+    from ._sync import SyncStream as SyncStream
+    from ._types import ChatCompletion as ChatCompletion
+    from ._types import ChatMessage as ChatMessage
+    from ._types import Completion as Completion
+    from ._types import StreamChunk as StreamChunk
+    from ._types import Usage as Usage
+    from .formatters import BartContentFormatter as BartContentFormatter
+    from .formatters import ContentFormatterBase as ContentFormatterBase
+    from .formatters import CustomOpenAIChatContentFormatter as CustomOpenAIChatContentFormatter
+    from .formatters import CustomOpenAIContentFormatter as CustomOpenAIContentFormatter
+    from .formatters import DollyContentFormatter as DollyContentFormatter
+    from .formatters import FormatRequest as FormatRequest
+    from .formatters import FormatterInfo as FormatterInfo
+    from .formatters import GPT2ContentFormatter as GPT2ContentFormatter
+    from .formatters import HFContentFormatter as HFContentFormatter
+    from .formatters import LlamaChatContentFormatter as LlamaChatContentFormatter
+    from .formatters import LlamaContentFormatter as LlamaContentFormatter
+    from .formatters import OpenAIContentFormatter as OpenAIContentFormatter
+    from .formatters import OSSContentFormatter as OSSContentFormatter
+    from .formatters import ParsedOutput as ParsedOutput
+    from .formatters import TGIContentFormatter as TGIContentFormatter
+    from .formatters import VLLMContentFormatter as VLLMContentFormatter
+    from .formatters import get_formatter as get_formatter
+    from .formatters import list_formatters as list_formatters
+    from .formatters import register_formatter as register_formatter
+    from .formatters import unregister_formatter as unregister_formatter
+
+#: Where each public name lives: imported on first use, so ``import azml_client`` costs
+#: only what the names a program touches need (the emulator, bulk runs, the sync client and
+#: the transport load when used).
+_LAZY: dict[str, str] = {
+    "APIConnectionError": "._exceptions",
+    "APIStatusError": "._exceptions",
+    "APITimeoutError": "._exceptions",
+    "ApiType": "._constants",
+    "AsyncStream": "._streaming",
+    "AuthenticationError": "._exceptions",
+    "AzmlError": "._exceptions",
+    "BadRequestError": "._exceptions",
+    "BartContentFormatter": ".formatters",
+    "BatchResults": "._batch",
+    "BatchRun": "._batch",
+    "BatchStats": "._batch",
+    "ChatCompletion": "._types",
+    "ChatMessage": "._types",
+    "ClientClosedError": "._exceptions",
+    "ClientSettings": "._config",
+    "Completion": "._types",
+    "ConfigurationError": "._exceptions",
+    "ContentFormatterBase": ".formatters",
+    "CredentialError": "._exceptions",
+    "CustomOpenAIChatContentFormatter": ".formatters",
+    "CustomOpenAIContentFormatter": ".formatters",
+    "DollyContentFormatter": ".formatters",
+    "EmptyResponseError": "._exceptions",
+    "EndpointClient": "._client",
+    "ExtraParameters": "._constants",
+    "FormatRequest": ".formatters",
+    "FormatterInfo": ".formatters",
+    "GPT2ContentFormatter": ".formatters",
+    "HFContentFormatter": ".formatters",
+    "LlamaChatContentFormatter": ".formatters",
+    "LlamaContentFormatter": ".formatters",
+    "ModelError": "._exceptions",
+    "NOT_GIVEN": "._constants",
+    "NotFoundError": "._exceptions",
+    "NotGiven": "._constants",
+    "OSSContentFormatter": ".formatters",
+    "OpenAIContentFormatter": ".formatters",
+    "ParsedOutput": ".formatters",
+    "PermissionDeniedError": "._exceptions",
+    "RateLimitError": "._exceptions",
+    "RequestTimeoutError": "._exceptions",
+    "ResponseFormatError": "._exceptions",
+    "RetryPolicy": "._retry",
+    "ServerError": "._exceptions",
+    "StreamChunk": "._types",
+    "StreamInterruptedError": "._exceptions",
+    "SyncEndpointClient": "._sync",
+    "SyncStream": "._sync",
+    "TGIContentFormatter": ".formatters",
+    "UnprocessableEntityError": "._exceptions",
+    "Usage": "._types",
+    "VLLMContentFormatter": ".formatters",
+    "get_formatter": ".formatters",
+    "list_formatters": ".formatters",
+    "load_client": "._client",
+    "register_formatter": ".formatters",
+    "unregister_formatter": ".formatters",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+__all__ = [  # noqa: RUF022 - plain sorted(), as tests/test_public_api.py checks
     "APIConnectionError",
     "APIStatusError",
     "APITimeoutError",

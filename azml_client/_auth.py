@@ -54,10 +54,10 @@ class KeyAuth(Auth):
     """``Authorization: Bearer <key>``. The key never shows in ``repr``."""
 
     def __init__(self, key: SecretStr) -> None:
-        self._header = f"Bearer {key.get_secret_value()}"
+        self._header = SecretStr(f"Bearer {key.get_secret_value()}")
 
     async def authorization(self) -> str | None:
-        return self._header
+        return self._header.get_secret_value()
 
     def __repr__(self) -> str:
         return "KeyAuth(key='**********')"
@@ -86,7 +86,7 @@ class TokenAuth(Auth):
         self._credential = credential
         self._scope = scope
         self._margin = margin
-        self._token: str | None = None
+        self._token: SecretStr | None = None
         self._expires_on = 0.0
         self._lock = anyio.Lock()
         self._redactor = redactor
@@ -105,7 +105,8 @@ class TokenAuth(Auth):
             async with self._lock:
                 if not self._fresh():
                     await self._refresh()
-        return f"Bearer {self._token}"
+        token = self._token
+        return None if token is None else f"Bearer {token.get_secret_value()}"
 
     async def _refresh(self) -> None:
         """Fetch a new token; :class:`CredentialError` when there is none (nothing is sent)."""
@@ -129,7 +130,7 @@ class TokenAuth(Auth):
             raise self._error(f"returned no token (got {type(result).__name__})")
         if self._redactor is not None:
             self._redactor.add(token)
-        self._token = token
+        self._token = SecretStr(token)
         self._expires_on = float(expires_on) if expires_on is not None else time.time() + 3600
 
     def _error(self, what: str) -> CredentialError:

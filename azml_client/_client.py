@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import json
 import os
-import ssl
 import time
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping, Sequence, Sized
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import httpx
@@ -20,7 +19,6 @@ from pydantic import SecretStr
 
 from . import _json
 from ._auth import Auth, KeyAuth, NoAuth, TokenAuth
-from ._batch import BatchResults, BatchRun, Concurrency, collect
 from ._config import ClientSettings, Routes, resolve_routes
 from ._constants import (
     AZUREML_TOKEN_SCOPE,
@@ -50,7 +48,6 @@ from ._options import (
 )
 from ._redact import Redactor
 from ._retry import RetryPolicy
-from ._streaming import AsyncStream
 from ._types import ChatCompletion, Completion, message_from, usage_from
 from ._version import __version__
 from .formatters._base import (
@@ -63,6 +60,12 @@ from .formatters._base import (
     encode_request,
 )
 from .formatters._registry import formatter_from_config, formatter_to_config
+
+if TYPE_CHECKING:  # imported where used: a program that never streams or batches skips them
+    import ssl
+
+    from ._batch import BatchResults, BatchRun, Concurrency
+    from ._streaming import AsyncStream
 
 __all__ = ["EndpointClient", "load_client"]
 
@@ -656,6 +659,7 @@ class EndpointClient:
         else:
             call.idle_timeout = call.timeout
         driver = self._driver
+        from ._streaming import AsyncStream
 
         async def opener() -> Exchange:
             return await driver.run(call, _as_exchange)
@@ -701,6 +705,8 @@ class EndpointClient:
                     ...
             print(run.stats)
         """
+        from ._batch import BatchRun
+
         self._ensure_open()
         s = self._settings
         common = dict(params)
@@ -748,6 +754,8 @@ class EndpointClient:
         ``results.stats`` tells what happened: sent, succeeded, failed, retried, 429s, req/s
         and the concurrency over time. ``progress=True`` shows progress on stderr.
         """
+        from ._batch import collect
+
         total = len(items) if isinstance(items, Sized) else None
         run = self.map(
             items,

@@ -20,6 +20,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import quote
 
+from pydantic import SecretStr
+
 from ._exceptions import AzmlError
 
 __all__ = ["MIN_SECRET_LENGTH", "REDACTED", "SENSITIVE_HEADERS", "Redactor", "scrub"]
@@ -50,6 +52,10 @@ MIN_SECRET_LENGTH = 8
 _MAX_ADDED = 16
 
 _E = TypeVar("_E", bound=BaseException)
+
+
+def _plain(secrets: Iterable[SecretStr]) -> list[str]:
+    return [secret.get_secret_value() for secret in secrets]
 
 
 def _forms(secret: str) -> set[str]:
@@ -95,10 +101,13 @@ class Redactor:
     """
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
-        self._fixed: tuple[str, ...] = tuple(dict.fromkeys(s for s in secrets if _usable(s)))
-        self._added: dict[str, None] = {}  # insertion-ordered: the oldest token goes first
+        # Kept as SecretStr (and, compiled, inside the patterns): never a plain str attribute.
+        self._fixed: tuple[SecretStr, ...] = tuple(
+            dict.fromkeys(SecretStr(s) for s in secrets if _usable(s))
+        )
+        self._added: dict[SecretStr, None] = {}  # insertion-ordered: the oldest goes first
         self._lock = threading.Lock()
-        self._patterns = _Patterns(self._fixed) if self._fixed else _EMPTY
+        self._patterns = _Patterns(_plain(self._fixed)) if self._fixed else _EMPTY
 
     def __repr__(self) -> str:
         return f"Redactor(<{len(self._fixed) + len(self._added)} secrets>)"
@@ -111,13 +120,14 @@ class Redactor:
         """Look for ``secret`` too (ignored under 8 characters; a TypeError if not a str)."""
         if not _usable(secret):
             return
+        wrapped = SecretStr(secret)
         with self._lock:
-            if secret in self._fixed or secret in self._added:
+            if wrapped in self._fixed or wrapped in self._added:
                 return
-            self._added[secret] = None
+            self._added[wrapped] = None
             while len(self._added) > _MAX_ADDED:
                 del self._added[next(iter(self._added))]
-            self._patterns = _Patterns((*self._fixed, *self._added))
+            self._patterns = _Patterns(_plain((*self._fixed, *self._added)))
 
     def found(self, value: str) -> bool:
         """Whether ``value`` contains a secret."""

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import ssl
 import threading
 import weakref
 from collections.abc import (
@@ -32,22 +31,26 @@ from collections.abc import (
     Sequence,
 )
 from contextlib import AbstractContextManager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio.to_thread
 import httpx
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from pydantic import SecretStr
 
-from ._batch import BatchResults, Concurrency
 from ._client import EndpointClient, FormatterArg, Message, config_arguments
 from ._config import ClientSettings
 from ._constants import NOT_GIVEN, ApiType, ExtraParameters, NotGiven
 from ._exceptions import ClientClosedError
 from ._retry import RetryPolicy
-from ._streaming import AsyncStream
 from ._types import ChatCompletion, Completion, StreamChunk, Usage
 from .formatters._base import ContentFormatterBase
+
+if TYPE_CHECKING:
+    import ssl
+
+    from ._batch import BatchResults, Concurrency
+    from ._streaming import AsyncStream
 
 __all__ = ["SyncEndpointClient", "SyncStream"]
 

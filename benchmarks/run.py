@@ -140,6 +140,7 @@ SUITES = {
     ),
     "sync": (("azml", "azml-sync"), ("rps1",)),
     "memory": ((), ()),  # benchmarks/memory.py: processes of their own
+    "import": ((), ()),  # benchmarks/imports.py: fresh interpreters
     "transport": (
         ("aiohttp", "httpx", "httpx+azml-transport", "azml-transport-direct"),
         ("rps1", "rps64", "bulk", "stream"),
@@ -333,6 +334,14 @@ def main(argv: list[str] | None = None) -> int:
         "EndpointClient.batch() (the default: batch, with concurrency 64 / 'auto')",
     )
     args = parser.parse_args(argv)
+    if args.suite == "import":
+        from benchmarks import imports
+
+        imports.main(
+            (["--repeats", "3"] if args.quick else [])
+            + (["--markdown", str(args.markdown)] if args.markdown else [])
+        )
+        return 0
     if args.suite == "memory":
         from benchmarks import memory
 

@@ -38,13 +38,19 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Tests never see the developer's own AZUREML_* variables."""
+    """Tests never see the developer's own AZUREML_* or proxy variables."""
     for name in (
         "AZUREML_ENDPOINT_URL",
         "AZUREML_ENDPOINT_API_KEY",
         "AZUREML_DEPLOYMENT_NAME",
         "AZUREML_ENDPOINT_API_TYPE",
         "AZUREML_TIMEOUT",
+        # A developer's proxy must not change results; proxy tests set their own.
+        *(
+            v
+            for n in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+            for v in (n, n.lower())
+        ),
     ):
         monkeypatch.delenv(name, raising=False)
     yield

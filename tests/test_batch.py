@@ -113,7 +113,7 @@ async def test_retryable_failures_are_retried_and_counted() -> None:
     async with make_client(handler, max_retries=2) as client:
         results = await client.batch(["a", "b", "c"])
     assert [r.text for r in results] == ["a", "b", "c"]  # type: ignore[union-attr]
-    assert all(r.attempts == 2 for r in results)
+    assert all(r.attempts == 2 for r in results)  # type: ignore[union-attr]
     assert results.stats.retried == 3 and results.stats.sent == 6
 
 
@@ -310,6 +310,7 @@ def test_rate_limit_sets_pacing_from_the_measured_success_rate() -> None:
     clock.now += 0.25
     assert limiter.send_delay() == 0
     limiter.took()
+    assert limiter.rate is not None
     assert limiter.send_delay() == pytest.approx(1 / limiter.rate)
 
 

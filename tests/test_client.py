@@ -392,7 +392,7 @@ def test_conflicting_arguments() -> None:
     with pytest.raises(ConfigurationError, match="api_key or credential"):
         dedicated(credential=object())
     with pytest.raises(ConfigurationError, match="http_client or transport"):
-        dedicated(http_client=httpx.AsyncClient(), transport=httpx.MockTransport(lambda r: None))  # type: ignore[arg-type,return-value]
+        dedicated(http_client=httpx.AsyncClient(), transport=httpx.MockTransport(lambda r: None))  # type: ignore[arg-type]
 
 
 FAMILY_ANSWERS: dict[str, Any] = {

@@ -161,7 +161,10 @@ def test_fms_answer_metadata() -> None:
 
 
 def test_tgi_finish_reason_is_normalised() -> None:
-    data = {"generated_text": "x", "details": {"finish_reason": "length", "generated_tokens": 2}}
+    data: dict[str, Any] = {
+        "generated_text": "x",
+        "details": {"finish_reason": "length", "generated_tokens": 2},
+    }
     assert parse("tgi", data).finish_reason == "length"
     data["details"]["finish_reason"] = "stop_sequence"
     assert parse("tgi", data).finish_reason == "stop"

@@ -258,7 +258,8 @@ async def test_pending_request_limit(emulator: Factory) -> None:
 async def test_error_statuses_are_retried_then_typed(
     emulator: Factory, fault: str, cls: type[Exception]
 ) -> None:
-    server = await emulator(EmulatorConfig(api_key="k", faults=Faults(**{fault: 1.0})))
+    faults = Faults(**{fault: 1.0})  # type: ignore[arg-type]
+    server = await emulator(EmulatorConfig(api_key="k", faults=faults))
     async with dedicated(server, max_retries=2) as client:
         with pytest.raises(cls) as info:
             await client.complete("x")

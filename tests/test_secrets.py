@@ -58,9 +58,9 @@ async def test_canary_key_never_leaks(tmp_path: Path, caplog: pytest.LogCaptureF
         ResponseFormatError,
         APIConnectionError,
     ]
-    for exc in errors:
-        seen.append(everything_about(exc))
-        seen.append(repr(pickle.dumps(exc)) if _picklable(exc) else "")
+    for error in errors:
+        seen.append(everything_about(error))
+        seen.append(repr(pickle.dumps(error)) if _picklable(error) else "")
     client.save(tmp_path / "azureml.json")
     seen.append((tmp_path / "azureml.json").read_text())
     await client.aclose()

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import inspect
 import threading
+from typing import Any
 
 import httpx
 import pytest
 import respx
 
-from azml_client import ClientClosedError, RateLimitError, SyncEndpointClient
+from azml_client import ClientClosedError, EndpointClient, RateLimitError, SyncEndpointClient
 
 from .conftest import CANARY_KEY, DEDICATED_URL, SERVERLESS_URL
 
 
-def make(**kwargs: object) -> SyncEndpointClient:
+def make(**kwargs: Any) -> SyncEndpointClient:
     kwargs.setdefault("endpoint_url", DEDICATED_URL)
     kwargs.setdefault("api_key", CANARY_KEY)
     kwargs.setdefault("max_retries", 0)
@@ -104,3 +107,69 @@ def test_a_plain_thread_runs_calls_on_the_clients_own_loop_without_a_thread_hop(
         for t in threads:
             t.join()
         assert seen == [1, 1, 1, 1]  # concurrent callers share the client safely
+
+
+@pytest.mark.parametrize(
+    "name", ["__init__", "complete", "chat", "invoke", "stream", "batch", "map", "with_options"]
+)
+def test_sync_methods_have_the_async_signatures(name: str) -> None:
+    """Same parameters, kinds, defaults and annotations: no **kwargs dispatch to drift."""
+    sync = inspect.signature(getattr(SyncEndpointClient, name))
+    async_ = inspect.signature(getattr(EndpointClient, name))
+    assert list(sync.parameters.values()) == list(async_.parameters.values())
+
+
+def test_the_key_is_in_no_attribute_of_the_sync_client() -> None:
+    client = make()
+    try:
+        seen: list[object] = []
+        stack: list[object] = [client]
+        while stack:
+            obj = stack.pop()
+            if any(obj is s for s in seen) or len(seen) > 5000:
+                continue
+            seen.append(obj)
+            if isinstance(obj, str):
+                assert CANARY_KEY not in obj
+            elif isinstance(obj, dict):
+                stack.extend(obj.keys())
+                stack.extend(obj.values())
+            elif isinstance(obj, list | tuple | set):
+                stack.extend(obj)
+            elif hasattr(obj, "__dict__") and type(obj).__module__.startswith("azml_client"):
+                stack.extend(vars(obj).values())
+    finally:
+        client.close()
+
+
+@respx.mock
+def test_sync_with_options_shares_the_loop_and_changes_settings() -> None:
+    route = respx.post(DEDICATED_URL).mock(return_value=httpx.Response(200, json=["x"]))
+    with make() as client:
+        tagged = client.with_options(default_headers={"X-Team": "a"}, model_kwargs={"t": 1})
+        tagged.complete("x")
+        client.complete("y")
+        tagged.close()  # closes nothing shared
+        client.complete("z")
+    sent = [call.request for call in route.calls]
+    assert sent[0].headers["x-team"] == "a" and "x-team" not in sent[1].headers
+    assert len(sent) == 3
+
+
+def test_a_dropped_client_is_collected_from_another_thread() -> None:
+    client = make()
+    errors: list[BaseException] = []
+
+    def drop(c: list[SyncEndpointClient]) -> None:
+        try:
+            c.clear()
+            gc.collect()
+        except BaseException as exc:
+            errors.append(exc)
+
+    holder = [client]
+    del client
+    thread = threading.Thread(target=drop, args=(holder,))
+    thread.start()
+    thread.join()
+    assert errors == []

@@ -143,7 +143,8 @@ class Driver:
         self.auth = auth
         self.sleep = sleep
         self.redactor = redactor
-        self._known_authorization: str | None = None
+        #: The hash of the last Authorization value added to the redactor (not the value).
+        self._known_authorization = 0
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -317,8 +318,8 @@ class Driver:
         headers = call.headers
         authorization = await self.auth.authorization()
         if authorization is not None:
-            if authorization != self._known_authorization:
-                self._known_authorization = authorization
+            if hash(authorization) != self._known_authorization:
+                self._known_authorization = hash(authorization)
                 self.redactor.add(authorization.partition(" ")[2] or authorization)
             headers = {**headers, "Authorization": authorization}
         started = time.monotonic()

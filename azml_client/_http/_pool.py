@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import ssl
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -28,8 +27,11 @@ from .._exceptions import ClientClosedError
 
 __all__ = ["Connections"]
 
-Verify = bool | str | os.PathLike[str] | ssl.SSLContext
-Proxy = str | httpx.URL | httpx.Proxy | None
+if TYPE_CHECKING:
+    import ssl
+
+    Verify = bool | str | os.PathLike[str] | ssl.SSLContext
+    Proxy = str | httpx.URL | httpx.Proxy | None
 
 
 class Connections:
