@@ -10,16 +10,16 @@
         print(out.text)
 """
 
-
 import importlib as _importlib
 import typing as _typing
 
 from ._version import __version__ as __version__
 
 if _typing.TYPE_CHECKING:
-    from ._batch import BatchResults as BatchResults
-    from ._batch import BatchRun as BatchRun
-    from ._batch import BatchStats as BatchStats
+    from ._bulk import BatchResults as BatchResults
+    from ._bulk import BatchRun as BatchRun
+    from ._bulk import BatchStats as BatchStats
+    from ._bulk import RateBudget as RateBudget
     from ._client import EndpointClient as EndpointClient
     from ._client import load_client as load_client
     from ._config import ClientSettings as ClientSettings
@@ -89,9 +89,10 @@ _LAZY: dict[str, str] = {
     "AzmlError": "._exceptions",
     "BadRequestError": "._exceptions",
     "BartContentFormatter": ".formatters",
-    "BatchResults": "._batch",
-    "BatchRun": "._batch",
-    "BatchStats": "._batch",
+    "BatchResults": "._bulk",
+    "BatchRun": "._bulk",
+    "BatchStats": "._bulk",
+    "RateBudget": "._bulk",
     "ChatCompletion": "._types",
     "ChatMessage": "._types",
     "ClientClosedError": "._exceptions",
@@ -195,6 +196,7 @@ __all__ = [  # noqa: RUF022 - plain sorted(), as tests/test_public_api.py checks
     "OpenAIContentFormatter",
     "ParsedOutput",
     "PermissionDeniedError",
+    "RateBudget",
     "RateLimitError",
     "RequestTimeoutError",
     "ResponseFormatError",

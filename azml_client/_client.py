@@ -64,7 +64,7 @@ from .formatters._registry import formatter_from_config, formatter_to_config
 if TYPE_CHECKING:  # imported where used: a program that never streams or batches skips them
     import ssl
 
-    from ._batch import BatchResults, BatchRun, Concurrency
+    from ._bulk import BatchResults, BatchRun, Concurrency, Item, RateBudget
     from ._streaming import AsyncStream
 
 __all__ = ["EndpointClient", "load_client"]
@@ -97,21 +97,9 @@ def _given(value: Any) -> bool:
 
 
 def _check_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
-    if isinstance(messages, str | bytes) or not isinstance(messages, Sequence):
-        raise ConfigurationError(
-            "chat() takes a list of messages such as [{'role': 'user', 'content': 'Hi'}]; "
-            "for a plain prompt use complete()"
-        )
-    out = []
-    for i, message in enumerate(messages):
-        if not isinstance(message, Mapping) or "role" not in message:
-            raise ConfigurationError(
-                f"message {i} must be a mapping with 'role' and 'content', got {message!r:.80}"
-            )
-        out.append(dict(message))
-    if not out:
-        raise ConfigurationError("chat() needs at least one message")
-    return out
+    from ._bulk._items import check_messages
+
+    return check_messages(messages)
 
 
 class EndpointClient:
@@ -138,6 +126,10 @@ class EndpointClient:
     (``True``, ``False``, a CA bundle path or an ``ssl.SSLContext``) apply to it. Pass
     ``http_client=`` (or ``transport=``) to use your own: the client never closes what it did
     not create. ``with_options(...)`` returns a client that shares the pool.
+
+    Bulk runs (``batch()`` / ``map()``) share the client's :attr:`budget`: one adaptive limiter
+    and Retry-After pause for the endpoint; pass ``budget=RateBudget()`` to several clients of
+    one endpoint to share it between them.
     """
 
     def __init__(
@@ -165,6 +157,7 @@ class EndpointClient:
         verify: bool | str | os.PathLike[str] | ssl.SSLContext = True,
         trust_env: bool | NotGiven = NOT_GIVEN,
         default_headers: Mapping[str, str] | None = None,
+        budget: RateBudget | None = None,
         http_client: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[Any]] | None = None,
@@ -256,6 +249,7 @@ class EndpointClient:
             ),
             driver=Driver(connections, auth, sleep=sleep or anyio.sleep, redactor=redactor),
             owner=True,
+            budget=[_check_budget(budget)],
         )
 
     def _init(
@@ -267,14 +261,19 @@ class EndpointClient:
         policy: RetryPolicy,
         driver: Driver,
         owner: bool,
+        budget: list[RateBudget | None],
     ) -> None:
-        """Everything a client is made of; shared by ``__init__`` and ``with_options``."""
+        """Everything a client is made of; shared by ``__init__`` and ``with_options``.
+
+        ``budget`` is a box shared with the client's copies, filled on first bulk use.
+        """
         self._settings = settings
         self._formatter = formatter
         self._default_headers = default_headers
         self._policy = policy
         self._driver = driver
         self._owner = owner
+        self._budget = budget
         self._routes: Routes = resolve_routes(settings.endpoint_url, settings.api_type)
         self._base_headers = self._make_base_headers()
         self._params = {"api-version": settings.api_version} if settings.api_version else {}
@@ -362,6 +361,18 @@ class EndpointClient:
     @property
     def retry_policy(self) -> RetryPolicy:
         return self._policy
+
+    @property
+    def budget(self) -> RateBudget:
+        """The endpoint's shared rate budget: every ``batch()`` / ``map()`` of this client (and
+        of its ``with_options()`` copies) learns from and obeys it (see :class:`RateBudget`)."""
+        shared = self._budget
+        budget = shared[0]
+        if budget is None:
+            from ._bulk import RateBudget
+
+            budget = shared[0] = RateBudget(max_concurrency=self._settings.max_connections)
+        return budget
 
     @property
     def routes(self) -> Routes:
@@ -470,6 +481,7 @@ class EndpointClient:
             ),
             driver=driver,
             owner=False,
+            budget=self._budget,
         )
         for name, value in clone._default_headers.items():
             if name.lower() in SENSITIVE_HEADERS:
@@ -487,6 +499,7 @@ class EndpointClient:
             policy=self._policy,
             driver=Driver(d.connections.fresh(), d.auth, sleep=d.sleep, redactor=d.redactor),
             owner=True,
+            budget=self._budget,
         )
         return clone
 
@@ -705,11 +718,11 @@ class EndpointClient:
                     ...
             print(run.stats)
         """
-        from ._batch import BatchRun
+        from ._bulk import BatchRun
 
         self._ensure_open()
         s = self._settings
-        common = dict(params)
+        common = self._merge_params(params, None)
         policy = replace(
             self._policy,
             max_retries=s.max_retries if max_retries is None else max_retries,
@@ -717,21 +730,20 @@ class EndpointClient:
         )
         opts = CallOptions(max_retries=policy)
 
-        async def call(
-            kind: str, payload: Any, item_params: dict[str, Any], hook: AttemptHook
-        ) -> Completion:
-            merged = self._merge_params({**common, **item_params}, None)
-            if kind == "chat":
-                return await self._chat(payload, merged, opts, hook=hook)
-            return await self._complete(payload, merged, opts, hook=hook)
+        async def call(item: Item, hook: AttemptHook) -> Completion:
+            merged = {**common, **item.params}
+            if item.kind == "chat":
+                return await self._chat(item.payload, merged, opts, hook=hook, checked=True)
+            return await self._complete(item.payload, merged, opts, hook=hook)
 
         return BatchRun(
             call,
             items,
             concurrency=concurrency,
-            max_concurrency=max(1, s.max_connections),
+            budget=self.budget,
             max_rps=max_rps,
             max_tpm=max_tpm,
+            params=common,
             return_exceptions=return_exceptions,
             sleep=self._driver.sleep,
         )
@@ -754,7 +766,7 @@ class EndpointClient:
         ``results.stats`` tells what happened: sent, succeeded, failed, retried, 429s, req/s
         and the concurrency over time. ``progress=True`` shows progress on stderr.
         """
-        from ._batch import collect
+        from ._bulk import collect
 
         total = len(items) if isinstance(items, Sized) else None
         run = self.map(
@@ -803,15 +815,17 @@ class EndpointClient:
         params: dict[str, Any],
         opts: CallOptions,
         hook: AttemptHook | None = None,
+        checked: bool = False,
     ) -> ChatCompletion:
-        checked = _check_messages(messages)
+        """``checked``: the messages come from a validated bulk :class:`Item`."""
+        messages = messages if checked else _check_messages(messages)
         if not self._formatter.supports_chat:
             raise ConfigurationError(
                 f"formatter {self._formatter.name!r} does not support chat(): use a chat "
                 "family such as 'llama-chat' or 'vllm' (dedicated) or 'openai' (serverless), "
                 "or call complete()"
             )
-        request = FormatRequest(api_type=self._settings.api_type, messages=checked, params=params)
+        request = FormatRequest(api_type=self._settings.api_type, messages=messages, params=params)
 
         def parse(exchange: Exchange) -> ChatCompletion:
             parsed, data = self._decode(exchange, request)
@@ -912,6 +926,17 @@ class EndpointClient:
             policy=policy,
             stream=stream,
         )
+
+
+def _check_budget(budget: Any) -> RateBudget | None:
+    from ._bulk import RateBudget
+
+    if budget is not None and not isinstance(budget, RateBudget):
+        raise ConfigurationError(
+            f"budget must be a RateBudget shared by clients of one endpoint, got "
+            f"{type(budget).__name__}"
+        )
+    return budget
 
 
 def _as_exchange(exchange: Exchange) -> Exchange:

@@ -49,7 +49,7 @@ from .formatters._base import ContentFormatterBase
 if TYPE_CHECKING:
     import ssl
 
-    from ._batch import BatchResults, Concurrency
+    from ._bulk import BatchResults, Concurrency, RateBudget
     from ._streaming import AsyncStream
 
 __all__ = ["SyncEndpointClient", "SyncStream"]
@@ -253,6 +253,7 @@ class SyncEndpointClient:
         verify: bool | str | os.PathLike[str] | ssl.SSLContext = True,
         trust_env: bool | NotGiven = NOT_GIVEN,
         default_headers: Mapping[str, str] | None = None,
+        budget: RateBudget | None = None,
         http_client: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[Any]] | None = None,
@@ -288,6 +289,7 @@ class SyncEndpointClient:
             verify=verify,
             trust_env=trust_env,
             default_headers=default_headers,
+            budget=budget,
             http_client=http_client,
             transport=transport,
             sleep=sleep,

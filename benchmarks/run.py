@@ -141,6 +141,7 @@ SUITES = {
     "sync": (("azml", "azml-sync"), ("rps1",)),
     "memory": ((), ()),  # benchmarks/memory.py: processes of their own
     "import": ((), ()),  # benchmarks/imports.py: fresh interpreters
+    "budget": ((), ()),  # benchmarks/budgets.py: bulk runs against limits, in one process
     "transport": (
         ("aiohttp", "httpx", "httpx+azml-transport", "azml-transport-direct"),
         ("rps1", "rps64", "bulk", "stream"),
@@ -339,6 +340,14 @@ def main(argv: list[str] | None = None) -> int:
 
         imports.main(
             (["--repeats", "3"] if args.quick else [])
+            + (["--markdown", str(args.markdown)] if args.markdown else [])
+        )
+        return 0
+    if args.suite == "budget":
+        from benchmarks import budgets
+
+        budgets.main(
+            (["--quick"] if args.quick else [])
             + (["--markdown", str(args.markdown)] if args.markdown else [])
         )
         return 0

@@ -27,8 +27,8 @@ from azml_client import (
     ConfigurationError,
     ResponseFormatError,
 )
-from azml_client._batch import BatchStats
-from azml_client._jobs import ErrorTally, JobError, JobSummary, OutputLock, ResultWriter
+from azml_client._bulk import BatchStats
+from azml_client._bulk._jobs import ErrorTally, JobError, JobSummary, OutputLock, ResultWriter
 from azml_client.cli import main
 from azml_client.cli._commands import emulator_plan
 from azml_client.cli._errors import describe_error, root_error

@@ -17,7 +17,8 @@ import httpx
 import pytest
 
 from azml_client import Completion, EndpointClient, RetryPolicy, ServerError, Usage
-from azml_client._jobs import (
+from azml_client._bulk import Item
+from azml_client._bulk._jobs import (
     BatchJob,
     InputProblem,
     JobError,
@@ -151,6 +152,8 @@ async def test_bad_lines_are_reported_with_line_numbers_and_never_stop_the_rest(
     assert text[0].startswith("line 2: ")
     assert "no 'prompt' or 'messages'" in text[1]
     assert "duplicate id 'a' (first on line 1)" in text[2]
+    assert "message 0 must be a mapping with a 'role'" in text[6]
+    assert "'prompt' must be a string" in text[7]
     assert "'id' must be a string or an integer" in text[3]
     assert "'params' must be an object" in text[4]
     assert "expected a JSON object" in text[8]
@@ -265,9 +268,9 @@ def test_read_input_and_count_lines(tmp_path: Path) -> None:
         fh.write(b'{"prompt": "no newline"}')
     entries = list(read_input(src))
     assert entries == [
-        JobItem(1, 1, {"prompt": "x"}),
-        JobItem("q", 4, {"messages": [{"role": "user", "content": "hi"}]}),
-        JobItem(5, 5, {"prompt": "no newline"}),
+        JobItem(1, 1, Item("completion", "x")),
+        JobItem("q", 4, Item("chat", [{"role": "user", "content": "hi"}])),
+        JobItem(5, 5, Item("completion", "no newline")),
     ]
     assert count_lines(src) == 3
 
@@ -386,29 +389,51 @@ async def test_rejected_locally_is_not_sent(tmp_path: Path) -> None:
 
 
 class _FakeStats:
-    retried = rate_limited = 0
-    concurrency = 1
+    """Run counters that count how often they are read."""
+
+    def __init__(self, history: list[tuple[float, int]] | None = None) -> None:
+        self.reads = 0
+        self.history = history or [(0.0, 1)]
+
+    @property
+    def retried(self) -> int:
+        self.reads += 1
+        return 5
+
+    @property
+    def rate_limited(self) -> int:
+        return 2
+
+    @property
+    def concurrency(self) -> int:
+        return self.history[-1][1]
+
+    @property
+    def concurrency_history(self) -> list[tuple[float, int]]:
+        return self.history
 
 
 class _FakeRun:
     """Pulls one item at a time, like ``client.map``, and answers at once."""
 
-    def __init__(self, items: AsyncIterable[Any], pulled: list[int]) -> None:
+    def __init__(self, items: AsyncIterable[Item], client: _FakeClient) -> None:
         self.items = items
-        self.pulled = pulled
-        self.stats = _FakeStats()
+        self.client = client
+        self.stats = client.stats
 
     async def _iterate(self) -> AsyncIterator[tuple[int, Any]]:
         index = -1
         async for item in self.items:
             index += 1
-            self.pulled.append(index)
+            self.client.pulled.append(index)
+            if self.client.received is not None:  # kept only when asked: the memory test
+                self.client.received.append(item)
             await asyncio.sleep(0)
             usage = Usage(prompt_tokens=1, completion_tokens=1, total_tokens=2)
             if index % 1000 == 999:
                 yield index, ServerError("boom", status_code=503, attempts=3)
             else:
-                yield index, Completion(text=item["prompt"][:8], usage=usage)
+                yield index, Completion(text=item.payload[:8], usage=usage)
 
     def __aiter__(self) -> AsyncIterator[tuple[int, Any]]:
         return self._iterate()
@@ -418,11 +443,13 @@ class _FakeRun:
 
 
 class _FakeClient:
-    def __init__(self) -> None:
+    def __init__(self, stats: _FakeStats | None = None, keep: bool = False) -> None:
+        self.stats = stats or _FakeStats()
         self.pulled: list[int] = []
+        self.received: list[Item] | None = [] if keep else None
 
-    def map(self, items: AsyncIterable[Any], **options: Any) -> _FakeRun:
-        return _FakeRun(items, self.pulled)
+    def map(self, items: AsyncIterable[Item], **options: Any) -> _FakeRun:
+        return _FakeRun(items, self)
 
 
 async def test_large_input_is_streamed_in_flat_memory(tmp_path: Path) -> None:
@@ -442,6 +469,25 @@ async def test_large_input_is_streamed_in_flat_memory(tmp_path: Path) -> None:
     assert (summary.ok, summary.failed) == (n - 5, 5)
     assert peak < size / 10, f"peak {peak} bytes for a {size}-byte input"
     assert count_lines(tmp_path / "out.jsonl") == n
+
+
+async def test_checked_items_reach_map_and_run_counters_are_read_when_shown(
+    tmp_path: Path,
+) -> None:
+    rows = [{"id": i, "prompt": f"p{i}", "params": {"seed": i}} for i in range(300)]
+    src = write_lines(tmp_path / "in.jsonl", rows)
+    stats = _FakeStats([(0.0, 4), (0.5, 9), (1.0, 6)])
+    client = _FakeClient(stats, keep=True)
+    job = BatchJob(src, tmp_path / "out.jsonl")
+    summary = await job.run(client)
+    assert summary.ok == 300
+    assert client.received is not None
+    assert client.received[7] == Item("completion", "p7", {"seed": 7})  # built by the parser
+    assert all(isinstance(item, Item) for item in client.received)
+    assert stats.reads == 1  # once at the end, not once per result
+    assert (summary.retried, summary.rate_limited) == (5, 2)
+    assert (summary.concurrency, summary.peak_concurrency) == (6, 9)
+    assert job.stats() is summary and stats.reads == 2  # a progress tick reads them again
 
 
 async def test_against_the_emulator_failures_then_resume(tmp_path: Path) -> None:

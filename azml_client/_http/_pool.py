@@ -65,6 +65,11 @@ class Connections:
         self._aiohttp: Any = None
         self._httpx: httpx.AsyncClient | None = None
         self.closed = False
+        if self.owned:
+            # Built now (aiohttp imported, TLS context loaded: a few hundred ms once per
+            # process) rather than inside the first call's time; its session starts lazily,
+            # in the loop of the first request.
+            self._aiohttp = self._build_aiohttp()
 
     def fresh(self) -> Connections:
         """New connections with the same configuration (for another event loop)."""
@@ -101,16 +106,19 @@ class Connections:
         transport = self._aiohttp
         if transport is None:
             self._check_open()
-            from ._factory import aiohttp_transport
-
-            transport = self._aiohttp = aiohttp_transport(
-                limits=self._limits,
-                connect_timeout=self._timeout.connect,
-                proxy=self._proxy,
-                verify=self._verify,
-                trust_env=self._trust_env,
-            )
+            transport = self._aiohttp = self._build_aiohttp()
         return transport
+
+    def _build_aiohttp(self) -> Any:
+        from ._factory import aiohttp_transport
+
+        return aiohttp_transport(
+            limits=self._limits,
+            connect_timeout=self._timeout.connect,
+            proxy=self._proxy,
+            verify=self._verify,
+            trust_env=self._trust_env,
+        )
 
     def client(self) -> tuple[httpx.AsyncClient, bool]:
         """The httpx client to send through, and whether it is the caller's own."""

@@ -2,7 +2,7 @@
 
 Each command takes the parsed flags and returns the exit code; :func:`main` turns whatever
 they raise into one line on stderr (:mod:`._errors`). ``batch`` drives the engine of
-:mod:`azml_client._jobs` and shows what it reports with :mod:`._render`.
+:mod:`azml_client._bulk._jobs` and shows what it reports with :mod:`._render`.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from typing import Any
 
 import anyio
 
+from .._bulk._jobs import BatchJob, InputProblem, JobSummary, count_lines
 from .._client import EndpointClient
 from .._constants import ENV_API_KEY, ENV_ENDPOINT_URL
 from .._exceptions import ConfigurationError
-from .._jobs import BatchJob, InputProblem, JobSummary, count_lines
 from ..formatters import FormatterInfo, get_formatter, list_formatters
 from ._errors import report, say
 from ._parser import (

@@ -13,6 +13,7 @@ import sys
 import traceback
 from typing import TextIO
 
+from .._bulk._jobs import JobError
 from .._constants import ENV_API_KEY, ENV_ENDPOINT_URL
 from .._exceptions import (
     APIConnectionError,
@@ -21,7 +22,6 @@ from .._exceptions import (
     ConfigurationError,
     ResponseFormatError,
 )
-from .._jobs import JobError
 
 __all__ = ["describe_error", "report", "root_error", "say"]
 

@@ -17,7 +17,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 if TYPE_CHECKING:
-    from .._jobs import ErrorTally, JobSummary
+    from .._bulk._jobs import ErrorTally, JobSummary
 
 __all__ = [
     "ProgressRenderer",

@@ -44,8 +44,15 @@ Local problems (a missing input, an unwritable output, a full disk, another job'
 or, to fail on local problems before connecting, ``with BatchJob(...) as job`` (checks, locks,
 resumes) then ``await job.run(client)``.
 
-Modules: ``_input`` (reading), ``_paths`` (checks, the lock, :class:`JobError`), ``_output``
-(resume, encoding, the writer thread), ``_summary`` (records and counters), ``_job`` (the run).
+Memory stays flat with the input's length: lines are read as they are sent, results written as
+they come, and the ids seen (for duplicates) are kept as 64-bit hashes with their lines, 16
+bytes an id (:mod:`._ids`; a hash collision can only make a distinct id reported as a
+duplicate, never dropped silently). The ids done in an earlier run are a plain set.
+
+Modules: ``_input`` (reading lines into checked :class:`~azml_client._bulk._items.Item`
+objects), ``_ids`` (the compact id index), ``_paths`` (checks, the lock, :class:`JobError`),
+``_output`` (resume, encoding, the writer thread), ``_summary`` (records and counters),
+``_job`` (the run).
 """
 
 from ._input import InputProblem as InputProblem

@@ -10,6 +10,9 @@ from typing import Any, TypeGuard
 
 import anyio.to_thread
 
+from ..._exceptions import ConfigurationError
+from .._items import Item
+
 __all__ = [
     "InputProblem",
     "JobId",
@@ -28,11 +31,11 @@ _READ_HINT = 1 << 16
 
 @dataclass(frozen=True)
 class JobItem:
-    """One valid input line: its id, line number and the item handed to ``client.map``."""
+    """One valid input line: its id, line number and the checked item handed to ``client.map``."""
 
     id: JobId
     line: int
-    request: dict[str, Any]
+    item: Item
 
 
 @dataclass(frozen=True)
@@ -68,29 +71,15 @@ def _parse_line(raw: bytes, line: int) -> JobItem | InputProblem:
     item_id = data.get("id", line)
     if not valid_id(item_id):
         return InputProblem(line, f"'id' must be a string or an integer, got {item_id!r:.60}")
-    request: dict[str, Any] = {}
     if "prompt" in data and "messages" in data:
         return InputProblem(line, "give either 'prompt' or 'messages', not both")
-    if "prompt" in data:
-        if not isinstance(data["prompt"], str):
-            return InputProblem(line, "'prompt' must be a string")
-        request["prompt"] = data["prompt"]
-    elif "messages" in data:
-        messages = data["messages"]
-        if not isinstance(messages, list) or not messages:
-            return InputProblem(line, "'messages' must be a non-empty list of messages")
-        for i, message in enumerate(messages):
-            if not isinstance(message, dict) or not isinstance(message.get("role"), str):
-                return InputProblem(line, f"message {i} must be an object with a 'role'")
-        request["messages"] = messages
-    else:
+    if "prompt" not in data and "messages" not in data:
         return InputProblem(line, "no 'prompt' or 'messages'")
-    params = data.get("params")
-    if params is not None:
-        if not isinstance(params, dict):
-            return InputProblem(line, "'params' must be an object of model parameters")
-        request["params"] = params
-    return JobItem(item_id, line, request)
+    try:  # the one check of the item: the bulk run trusts it as it is
+        item = Item.of(data)
+    except ConfigurationError as exc:
+        return InputProblem(line, str(exc))
+    return JobItem(item_id, line, item)
 
 
 def read_input(path: str | os.PathLike[str]) -> Iterator[JobItem | InputProblem]:

@@ -6,7 +6,7 @@ import errno
 import os
 import sys
 
-from .._exceptions import AzmlError
+from ..._exceptions import AzmlError
 
 if sys.platform == "win32":
     import msvcrt

@@ -4,36 +4,27 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from contextlib import aclosing
 from typing import Any, Protocol
 
 import anyio
 import anyio.to_thread
 
-from .._exceptions import ConfigurationError
+from ..._exceptions import ConfigurationError
+from .._items import Item
+from ._ids import IdIndex
 from ._input import InputProblem, JobId, aread_input
 from ._output import BackgroundWriter, ResultWriter, ResumeState, encode_line, prepare_output
 from ._paths import JobError, OutputLock, check_paths, output_error
-from ._summary import JobSummary, error_record, ok_record, tally
+from ._summary import JobSummary, RunCounters, error_record, ok_record, tally
 
 __all__ = ["BatchJob", "BulkClient", "run_job"]
 
 
-class _RunStats(Protocol):
-    @property
-    def retried(self) -> int: ...
-
-    @property
-    def rate_limited(self) -> int: ...
-
-    @property
-    def concurrency(self) -> int: ...
-
-
 class _BulkRun(Protocol):
     @property
-    def stats(self) -> _RunStats: ...
+    def stats(self) -> RunCounters: ...
 
     def __aiter__(self) -> AsyncIterator[tuple[int, Any]]: ...
 
@@ -45,7 +36,7 @@ class BulkClient(Protocol):
 
     def map(
         self,
-        items: Any,
+        items: AsyncIterable[Item],
         *,
         concurrency: Any = "auto",
         max_rps: float | None = None,
@@ -57,7 +48,8 @@ class BatchJob:
     """One run of a JSONL job: check, lock and resume (:meth:`open`), then :meth:`run`.
 
     ``with BatchJob(...) as job`` opens it and releases the lock at the end; :meth:`run` alone
-    does both. :attr:`summary` is updated live; ``on_problem`` receives each bad input line.
+    does both. :attr:`summary` counts items live, :meth:`stats` adds the run's own counters;
+    ``on_problem`` receives each bad input line.
     """
 
     def __init__(
@@ -130,16 +122,12 @@ class BatchJob:
         self.close()
 
     def stats(self) -> JobSummary:
-        """:attr:`summary`, refreshed with the bulk run's live stats."""
-        run = self._run
-        if run is not None:
-            stats, s = run.stats, self.summary
-            s.retried, s.rate_limited, s.concurrency = (
-                stats.retried,
-                stats.rate_limited,
-                stats.concurrency,
-            )
-            s.peak_concurrency = max(s.peak_concurrency, stats.concurrency)
+        """:attr:`summary` with the bulk run's counters (retries, 429s, concurrency) as of now.
+
+        Called when the summary is shown (a progress tick) and once at the end: never per result.
+        """
+        if self._run is not None:
+            self.summary.observe(self._run.stats)
         return self.summary
 
     def _problem(self, problem: InputProblem) -> None:
@@ -147,19 +135,21 @@ class BatchJob:
         if self._on_problem is not None:
             self._on_problem(problem)
 
-    async def _requests(
-        self, pending: dict[int, tuple[JobId, float]]
-    ) -> AsyncIterator[dict[str, Any]]:
-        """The items to send, in input order; records each one's id and start in ``pending``."""
-        seen: dict[JobId, int] = {}
+    async def _items(self, pending: dict[int, tuple[JobId, float]]) -> AsyncIterator[Item]:
+        """The items to send, in input order; records each one's id and start in ``pending``.
+
+        Ids are remembered as hashes (:class:`IdIndex`, 16 bytes an id): a hash collision makes
+        a distinct id look like a duplicate, and that line is reported, never dropped silently.
+        """
+        seen = IdIndex()
         index = 0
         async with aclosing(aread_input(self.input_path)) as entries:
             async for entry in entries:
                 if isinstance(entry, InputProblem):
                     self._problem(entry)
                     continue
-                first = seen.setdefault(entry.id, entry.line)
-                if first != entry.line:
+                first = seen.add(entry.id, entry.line)
+                if first is not None:
                     message = f"duplicate id {entry.id!r} (first on line {first})"
                     self._problem(InputProblem(entry.line, message))
                     continue
@@ -168,7 +158,7 @@ class BatchJob:
                     continue
                 pending[index] = (entry.id, time.monotonic())
                 index += 1
-                yield entry.request
+                yield entry.item
 
     def _record(self, item_id: JobId, result: Any, started: float) -> dict[str, Any]:
         """Count one result and return its output line."""
@@ -207,12 +197,11 @@ class BatchJob:
             raise output_error(exc, self.output_path) from None
         out = BackgroundWriter(writer)
         pending: dict[int, tuple[JobId, float]] = {}
-        run = self._run = client.map(self._requests(pending), **self._map_options)
+        run = self._run = client.map(self._items(pending), **self._map_options)
         try:
             async for index, result in run:
                 item_id, started = pending.pop(index)
                 await out.put(encode_line(self._record(item_id, result, started)))
-                self.stats()
         finally:
             with anyio.CancelScope(shield=True):
                 await run.aclose()

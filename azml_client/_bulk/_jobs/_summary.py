@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ._input import JobId
 
-__all__ = ["ErrorTally", "JobSummary", "error_message", "error_record", "ok_record", "tally"]
+__all__ = [
+    "ErrorTally",
+    "JobSummary",
+    "RunCounters",
+    "error_message",
+    "error_record",
+    "ok_record",
+    "tally",
+]
 
 
 def ok_record(item_id: JobId, result: Any, latency_ms: int) -> dict[str, Any]:
@@ -48,6 +57,22 @@ def error_record(item_id: JobId, exc: BaseException) -> dict[str, Any]:
 # -- the summary ------------------------------------------------------------------------------
 
 
+class RunCounters(Protocol):
+    """The live counters of a bulk run that a summary copies (``BatchStats`` has them)."""
+
+    @property
+    def retried(self) -> int: ...
+
+    @property
+    def rate_limited(self) -> int: ...
+
+    @property
+    def concurrency(self) -> int: ...
+
+    @property
+    def concurrency_history(self) -> Sequence[tuple[float, int]]: ...
+
+
 @dataclass
 class ErrorTally:
     """One kind of error in a run: its type, how many items, and the first as an example."""
@@ -81,7 +106,12 @@ def _top(tallies: dict[str, ErrorTally]) -> list[ErrorTally]:
 
 @dataclass
 class JobSummary:
-    """Counters of one job run, live while it runs (a progress display may read them)."""
+    """Counters of one job run, live while it runs (a progress display may read them).
+
+    The item counters move with each result; the run's own counters (``retried``,
+    ``rate_limited``, ``concurrency``, ``peak_concurrency``) are copied by :meth:`observe` when
+    someone looks (``BatchJob.stats()``: a progress tick, the end of the run), not per result.
+    """
 
     #: Items sent to the endpoint: every result but the local rejections.
     sent: int = 0
@@ -98,9 +128,9 @@ class JobSummary:
     skipped: int = 0
     #: Bad input lines (invalid JSON, no prompt/messages, duplicate id...).
     bad_input: int = 0
-    #: Attempts beyond the first (from the bulk run's stats).
+    #: Attempts beyond the first (from the bulk run's stats, as of the last :meth:`observe`).
     retried: int = 0
-    #: 429 answers absorbed (from the bulk run's stats).
+    #: 429 answers absorbed (from the bulk run's stats, as of the last :meth:`observe`).
     rate_limited: int = 0
     #: Usage of the successful results: prompt and completion tokens.
     tokens_in: int = 0
@@ -112,6 +142,13 @@ class JobSummary:
     dropped_failed: int = 0
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
+
+    def observe(self, stats: RunCounters) -> None:
+        """Copy the bulk run's counters now (its concurrency limit and the highest so far)."""
+        self.retried, self.rate_limited = stats.retried, stats.rate_limited
+        self.concurrency = stats.concurrency
+        peak = max((limit for _, limit in stats.concurrency_history), default=0)
+        self.peak_concurrency = max(self.peak_concurrency, peak, self.concurrency)
 
     @property
     def done(self) -> int:

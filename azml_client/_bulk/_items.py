@@ -1,0 +1,75 @@
+"""One bulk item, validated once.
+
+Whatever the item came from (a prompt string, a list of messages, a dict with ``prompt`` or
+``messages`` and ``params``, a line of an ``azml batch`` input file), :meth:`Item.of` checks it
+and the rest of the pipeline trusts it: the run does not normalise it again and the client does
+not re-check its messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .._exceptions import ConfigurationError
+
+__all__ = ["Item", "check_messages"]
+
+
+def check_messages(messages: Any, what: str = "chat()") -> list[dict[str, Any]]:
+    """A list of message dicts, or a ConfigurationError naming what is wrong."""
+    if isinstance(messages, str | bytes) or not isinstance(messages, list | tuple):
+        raise ConfigurationError(
+            f"{what} takes a list of messages such as [{{'role': 'user', 'content': 'Hi'}}]"
+            + ("; for a plain prompt use complete()" if what == "chat()" else "")
+        )
+    out = []
+    for i, message in enumerate(messages):
+        if not isinstance(message, Mapping) or not isinstance(message.get("role"), str):
+            raise ConfigurationError(
+                f"message {i} must be a mapping with a 'role' string and 'content', "
+                f"got {message!r:.80}"
+            )
+        out.append(dict(message))
+    if not out:
+        raise ConfigurationError(f"{what} needs at least one message")
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """A completion (``prompt``) or a chat (``messages``) with its own model parameters."""
+
+    kind: Literal["completion", "chat"]
+    #: The prompt string, or the validated list of messages.
+    payload: Any
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, value: Any) -> Item:
+        """The item ``value`` stands for, or a :class:`ConfigurationError` saying why not."""
+        if isinstance(value, Item):
+            return value
+        if isinstance(value, str):
+            return cls("completion", value)
+        if isinstance(value, list | tuple):
+            return cls("chat", check_messages(value, "a batch item"))
+        if isinstance(value, Mapping):
+            params = value.get("params")
+            params = {} if params is None else params
+            if not isinstance(params, Mapping):
+                raise ConfigurationError("an item's 'params' must be an object of model parameters")
+            if "messages" in value:
+                return cls("chat", check_messages(value["messages"], "a batch item"), dict(params))
+            if "prompt" in value:
+                prompt = value["prompt"]
+                if not isinstance(prompt, str):
+                    raise ConfigurationError(
+                        f"an item's 'prompt' must be a string, got {type(prompt).__name__}"
+                    )
+                return cls("completion", prompt, dict(params))
+        raise ConfigurationError(
+            "a batch item is a prompt string, a list of messages, or a dict with 'prompt' or "
+            f"'messages' (and optional 'params'); got {type(value).__name__}: {value!r:.80}"
+        )
