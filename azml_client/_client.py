@@ -43,6 +43,7 @@ from ._options import (
     SENSITIVE_HEADERS,
     CallOptions,
     check_headers,
+    check_messages,
     settings_arguments,
     split_timeout,
 )
@@ -97,8 +98,6 @@ def _given(value: Any) -> bool:
 
 
 def _check_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
-    from ._bulk._items import check_messages
-
     return check_messages(messages)
 
 
@@ -240,13 +239,7 @@ class EndpointClient:
             settings=s,
             formatter=self._resolve_formatter(formatter, s),
             default_headers=headers,
-            policy=replace(
-                policy,
-                max_retries=s.max_retries,
-                backoff_base=s.backoff_base,
-                backoff_max=s.backoff_max,
-                max_retry_after=s.max_retry_after,
-            ),
+            policy=_policy(policy, s),
             driver=Driver(connections, auth, sleep=sleep or anyio.sleep, redactor=redactor),
             owner=True,
             budget=[_check_budget(budget)],
@@ -472,13 +465,7 @@ class EndpointClient:
                 if isinstance(headers, NotGiven)
                 else check_headers(headers, "default_headers")
             ),
-            policy=replace(
-                base,
-                max_retries=settings.max_retries,
-                backoff_base=settings.backoff_base,
-                backoff_max=settings.backoff_max,
-                max_retry_after=settings.max_retry_after,
-            ),
+            policy=_policy(base, settings),
             driver=driver,
             owner=False,
             budget=self._budget,
@@ -769,6 +756,11 @@ class EndpointClient:
         from ._bulk import collect
 
         total = len(items) if isinstance(items, Sized) else None
+        observer = None
+        if progress:  # the command line's renderer: the engine knows no terminal
+            from .cli._render import RunProgress
+
+            observer = RunProgress(total)
         run = self.map(
             items,
             concurrency=concurrency,
@@ -779,7 +771,7 @@ class EndpointClient:
             return_exceptions=return_exceptions,
             **params,
         )
-        return await collect(run, progress=progress, total=total)
+        return await collect(run, observer=observer)
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -926,6 +918,17 @@ class EndpointClient:
             policy=policy,
             stream=stream,
         )
+
+
+def _policy(base: RetryPolicy, s: ClientSettings) -> RetryPolicy:
+    """``base`` with the retry settings ``s`` holds (what ``save()`` writes)."""
+    return replace(
+        base,
+        max_retries=s.max_retries,
+        backoff_base=s.backoff_base,
+        backoff_max=s.backoff_max,
+        max_retry_after=s.max_retry_after,
+    )
 
 
 def _check_budget(budget: Any) -> RateBudget | None:

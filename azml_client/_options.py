@@ -25,6 +25,7 @@ __all__ = [
     "SENSITIVE_HEADERS",
     "CallOptions",
     "check_headers",
+    "check_messages",
     "settings_arguments",
     "split_timeout",
 ]
@@ -154,4 +155,24 @@ def check_headers(headers: Mapping[str, str] | None, what: str) -> dict[str, str
         if not name or any(c in name for c in " :\r\n") or any(c in value for c in "\r\n"):
             raise ConfigurationError(f"{what}: {name!r} is not a valid header")
         out[name] = value
+    return out
+
+
+def check_messages(messages: Any, what: str = "chat()") -> list[dict[str, Any]]:
+    """A list of message dicts, or a ConfigurationError naming what is wrong."""
+    if isinstance(messages, str | bytes) or not isinstance(messages, list | tuple):
+        raise ConfigurationError(
+            f"{what} takes a list of messages such as [{{'role': 'user', 'content': 'Hi'}}]"
+            + ("; for a plain prompt use complete()" if what == "chat()" else "")
+        )
+    out = []
+    for i, message in enumerate(messages):
+        if not isinstance(message, Mapping) or not isinstance(message.get("role"), str):
+            raise ConfigurationError(
+                f"message {i} must be a mapping with a 'role' string and 'content', "
+                f"got {message!r:.80}"
+            )
+        out.append(dict(message))
+    if not out:
+        raise ConfigurationError(f"{what} needs at least one message")
     return out

@@ -13,28 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .._exceptions import ConfigurationError
+from .._options import check_messages
 
 __all__ = ["Item", "check_messages"]
-
-
-def check_messages(messages: Any, what: str = "chat()") -> list[dict[str, Any]]:
-    """A list of message dicts, or a ConfigurationError naming what is wrong."""
-    if isinstance(messages, str | bytes) or not isinstance(messages, list | tuple):
-        raise ConfigurationError(
-            f"{what} takes a list of messages such as [{{'role': 'user', 'content': 'Hi'}}]"
-            + ("; for a plain prompt use complete()" if what == "chat()" else "")
-        )
-    out = []
-    for i, message in enumerate(messages):
-        if not isinstance(message, Mapping) or not isinstance(message.get("role"), str):
-            raise ConfigurationError(
-                f"message {i} must be a mapping with a 'role' string and 'content', "
-                f"got {message!r:.80}"
-            )
-        out.append(dict(message))
-    if not out:
-        raise ConfigurationError(f"{what} needs at least one message")
-    return out
 
 
 @dataclass(frozen=True, slots=True)

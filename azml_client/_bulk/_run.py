@@ -30,7 +30,7 @@ from collections.abc import (
     Iterator,
     Mapping,
 )
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 from .._exceptions import APIStatusError, AzmlError, ConfigurationError, RateLimitError
 from .._types import Completion
@@ -39,10 +39,14 @@ from ._items import Item
 from ._limiter import Signal, classify
 from ._stats import BatchResults, BatchStats
 
-if TYPE_CHECKING:
-    from ..cli._render import ProgressRenderer
-
-__all__ = ["BatchRun", "Concurrency", "ItemCaller", "collect", "estimate_tokens"]
+__all__ = [
+    "BatchRun",
+    "Concurrency",
+    "ItemCaller",
+    "ProgressObserver",
+    "collect",
+    "estimate_tokens",
+]
 
 Concurrency = int | Literal["auto"]
 ItemResult = Completion | AzmlError
@@ -359,29 +363,30 @@ class _ItemHook:
         return wait
 
 
-async def collect(
-    run: BatchRun, *, progress: bool = False, total: int | None = None
-) -> BatchResults:
+class ProgressObserver(Protocol):
+    """What :func:`collect` tells about a run as it goes (the CLI's renderer is one)."""
+
+    def update(self, stats: BatchStats) -> None: ...
+
+    def close(self, stats: BatchStats) -> None: ...
+
+
+async def collect(run: BatchRun, *, observer: ProgressObserver | None = None) -> BatchResults:
     """Run to the end and return the results in input order.
 
-    ``progress=True`` shows the command line's own renderer (a rich bar on a terminal, a plain
-    line every few seconds elsewhere): the engine itself never writes to a terminal.
+    ``observer`` sees the stats after each result and at the end; the engine itself never
+    writes to a terminal.
     """
     results: dict[int, ItemResult] = {}
-    renderer: ProgressRenderer | None = None
-    if progress:
-        from ..cli._render import ProgressSnapshot, progress_renderer
-
-        renderer = progress_renderer(total)
     try:
         async with run:
             async for index, result in run:
                 results[index] = result
-                if renderer is not None:
-                    renderer.update(ProgressSnapshot.from_stats(run.stats, total=total))
+                if observer is not None:
+                    observer.update(run.stats)
     finally:
-        if renderer is not None:
-            renderer.close(ProgressSnapshot.from_stats(run.stats, total=total))
+        if observer is not None:
+            observer.close(run.stats)
     out = BatchResults(results[i] for i in range(len(results)))
     out.stats = run.stats
     return out

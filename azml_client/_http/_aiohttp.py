@@ -444,11 +444,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._pool = _Pool(session=session, slots=slots, loop=loop)
         return self._pool
 
-    def _client_timeout(
-        self, connect: float | None, read: float | None, total: float | None = None
-    ) -> aiohttp.ClientTimeout:
-        if total is not None:  # a per-attempt budget: different every time, not cached
-            return aiohttp.ClientTimeout(total=total, connect=connect, sock_read=read)
+    def _client_timeout(self, connect: float | None, read: float | None) -> aiohttp.ClientTimeout:
         key = (connect, read)
         timeout = self._timeouts.get(key)
         if timeout is None:
@@ -524,24 +520,18 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             connect = timeouts.get("connect")
             read = timeouts.get("read")
             pool_timeout = timeouts.get("pool")
-            # Not one of httpx's keys: a bound on the whole exchange, the body included (what
-            # aiohttp's ``total`` timeout covers), for callers that bound whole attempts.
-            total = timeouts.get("total")
         else:
-            connect, read, pool_timeout, total = self._connect_timeout, None, None, None
+            connect, read, pool_timeout = self._connect_timeout, None, None
 
-        waited_since = loop.time()
         if not await pool.slots.acquire(pool_timeout):
             raise httpx.PoolTimeout("Timed out waiting for a free connection", request=request)
-        if total is not None:
-            total = max(0.001, total - (loop.time() - waited_since))
         if pool.closed:
             pool.slots.release()
             raise RuntimeError("Cannot send a request, as the transport has been closed.")
 
         error: httpx.TransportError | None = None
         try:
-            response = await self._send(pool.session, request, route, connect, read, total)
+            response = await self._send(pool.session, request, route, connect, read)
         except (*_MAPPED, RuntimeError) as exc:
             pool.slots.release()
             if pool.closed:
@@ -575,7 +565,6 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         route: _ProxyRoute | None,
         connect: float | None,
         read: float | None,
-        total: float | None = None,
     ) -> aiohttp.ClientResponse:
         headers: CIMultiDict[str] = CIMultiDict(
             [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
@@ -608,7 +597,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             data=data,
             skip_auto_headers=skip,
             allow_redirects=False,
-            timeout=self._client_timeout(connect, read, total),
+            timeout=self._client_timeout(connect, read),
             proxy=proxy_url,
             proxy_headers=proxy_headers,
         )

@@ -20,6 +20,7 @@ that would pass it ends the call, and a stream reads its body within it too.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -45,14 +46,17 @@ from .._redact import Redactor, scrub
 from .._retry import RetryDecision, RetryPolicy, decide
 from ._body import read_body, server_request_id
 from ._errors import TRANSPORT_ERRORS, response_error, transport_error
-from ._pool import Connections
+from ._pool import Connections, _on_asyncio
 
 __all__ = ["AttemptHook", "Call", "Driver", "Exchange", "new_request_id"]
 
 logger = logging.getLogger("azml_client")
 
 _T = TypeVar("_T")
-_NO_SCOPE = contextlib.nullcontext()
+#: ``asyncio.timeout`` (Python 3.11+).
+_ASYNCIO_TIMEOUT: Callable[[float], contextlib.AbstractAsyncContextManager[Any]] | None = getattr(
+    asyncio, "timeout", None
+)
 
 
 def new_request_id() -> str:
@@ -323,32 +327,33 @@ class Driver:
                 self.redactor.add(authorization.partition(" ")[2] or authorization)
             headers = {**headers, "Authorization": authorization}
         started = time.monotonic()
-        response: httpx.Response | None = None
+        held: list[httpx.Response] = []
         error: AzmlError | None = None
         try:
-            response, bounded = await self._send(call, headers, budget)
-            if not bounded:
-                # A transport of the caller's (or plain httpx) bounds each phase, not the whole
-                # attempt: bound it here.
-                with anyio.fail_after(max(0.0, budget - (time.monotonic() - started))):
-                    body = await self._read(call, response)
+            # Transports bound each phase (connect, each read); the whole attempt (a server
+            # dripping its answer) is bounded here: until the headers for a stream. asyncio's
+            # own timeout where it runs costs a third of a cancel scope (and aiohttp's
+            # per-request total timer more still).
+            if _ASYNCIO_TIMEOUT is not None and _on_asyncio():
+                async with _ASYNCIO_TIMEOUT(budget):
+                    response, body = await self._exchange(call, headers, budget, held)
             else:
-                body = await self._read(call, response)
+                with anyio.fail_after(budget):
+                    response, body = await self._exchange(call, headers, budget, held)
         except AzmlError:
-            if response is not None:
-                await _close(response)
+            if held:
+                await _close(held[0])
             raise
         except TRANSPORT_ERRORS as exc:
             error = transport_error(exc, url=url, timeout=budget, redactor=self.redactor)
         except BaseException:  # cancelled: release the connection, then let it through
-            if response is not None:
-                await _close(response)
+            if held:
+                await _close(held[0])
             raise
         if error is not None:
-            if response is not None:
-                await _close(response)
+            if held:
+                await _close(held[0])
             raise error
-        assert response is not None
         status = response.status_code
         request_id = server_request_id(response.headers) or call.client_request_id
         if logger.isEnabledFor(logging.DEBUG):
@@ -374,20 +379,22 @@ class Driver:
             )
         return Exchange(response, body, request_id, call.client_request_id, attempt)
 
+    async def _exchange(
+        self, call: Call, headers: dict[str, str], budget: float, held: list[httpx.Response]
+    ) -> tuple[httpx.Response, bytes]:
+        """Send and read; the response goes into ``held`` as soon as there is one."""
+        response = await self._send(call, headers, budget)
+        held.append(response)
+        return response, await self._read(call, response)
+
     async def _read(self, call: Call, response: httpx.Response) -> bytes:
         """The body, or nothing for a stream handed back open (an error status is read)."""
         if call.stream and 200 <= response.status_code < 300:
             return b""
         return await read_body(response)
 
-    async def _send(
-        self, call: Call, headers: dict[str, str], budget: float
-    ) -> tuple[httpx.Response, bool]:
-        """Send; the response comes back open. True when the transport bounds the whole attempt.
-
-        Our own aiohttp transport bounds a non-streaming attempt by itself (its ``total``
-        timeout covers the body); every other way out is bounded here by a cancel scope.
-        """
+    async def _send(self, call: Call, headers: dict[str, str], budget: float) -> httpx.Response:
+        """Send; the response comes back open."""
         timeouts = {
             "connect": min(budget, call.connect_timeout),
             "read": min(budget, call.idle_timeout or budget) if call.stream else budget,
@@ -397,12 +404,10 @@ class Driver:
         connections = self.connections
         direct = connections.direct()
         if direct is not None:
-            request = _request(call.url, headers, call.body, timeouts)
-            if call.stream:
-                with anyio.fail_after(budget):
-                    return await direct.handle_async_request(request), False
-            request.extensions["timeout"]["total"] = budget
-            return await direct.handle_async_request(request), True
+            response: httpx.Response = await direct.handle_async_request(
+                _request(call.url, headers, call.body, timeouts)
+            )
+            return response
         client, users = connections.client()
         if users:
             request = client.build_request(
@@ -414,8 +419,7 @@ class Driver:
             )
         else:
             request = _request(call.url, headers, call.body, timeouts)
-        with anyio.fail_after(budget):
-            return await client.send(request, stream=True), False
+        return await client.send(request, stream=True)
 
 
 def _request(

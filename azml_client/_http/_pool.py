@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -99,9 +100,7 @@ class Connections:
         """
         if self._user_client is not None or self._wrapper is not None:
             return None
-        from ._factory import mocks_active
-
-        if mocks_active() or not _on_asyncio():
+        if _mocks_active() or not _on_asyncio():
             return None
         transport = self._aiohttp
         if transport is None:
@@ -161,3 +160,16 @@ def _on_asyncio() -> bool:
     except RuntimeError:
         return False
     return True
+
+
+_mocks_check: Callable[[], bool] | None = None
+
+
+def _mocks_active() -> bool:
+    """:func:`~._factory.mocks_active`, imported on first use (the factory loads TLS)."""
+    global _mocks_check
+    if _mocks_check is None:
+        from ._factory import mocks_active
+
+        _mocks_check = mocks_active
+    return _mocks_check()

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ProgressRenderer",
     "ProgressSnapshot",
+    "RunProgress",
     "format_progress",
     "progress_renderer",
     "summary_text",
@@ -269,3 +270,18 @@ def summary_text(summary: JobSummary, output: str) -> str:
         )
     text = "\n".join(lines)
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+class RunProgress:
+    """``client.batch(progress=True)``: a run's stats, drawn by the same renderer as ``azml
+    batch`` (a rich bar on a terminal, plain lines elsewhere)."""
+
+    def __init__(self, total: int | None, *, stream: TextIO | None = None) -> None:
+        self._total = total
+        self._renderer = progress_renderer(total, stream=stream)
+
+    def update(self, stats: RunStats) -> None:
+        self._renderer.update(ProgressSnapshot.from_stats(stats, total=self._total))
+
+    def close(self, stats: RunStats) -> None:
+        self._renderer.close(ProgressSnapshot.from_stats(stats, total=self._total))
