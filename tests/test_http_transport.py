@@ -13,6 +13,7 @@ import asyncio
 import base64
 import contextlib
 import gzip
+import json
 import ssl
 import sys
 import threading
@@ -545,6 +546,36 @@ async def test_transport_connect_timeout_applies_without_request_timeouts() -> N
 
 
 # -- failures ----------------------------------------------------------------------------------
+
+
+async def test_post_without_an_httpx_request(
+    aio: AiohttpTransport, server: tuple[str, Control]
+) -> None:
+    """The client's hot path: complete headers in, the same httpx.Response out."""
+    base, _ = server
+    url = httpx.URL(f"{base}/echo?api-version=1")
+    headers = {"Content-Type": "application/json", "Authorization": SECRET, "X-Id": "7"}
+    response = await aio.post(url, headers, b'{"a": 1}', {"connect": 5.0, "read": 5.0})
+    try:
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        body = b"".join([chunk async for chunk in response.stream])
+    finally:
+        await response.aclose()
+    data = json.loads(body)
+    assert (response.status_code, data["method"], data["path"]) == (
+        200,
+        "POST",
+        "/echo?api-version=1",
+    )
+    assert data["body"] == '{"a": 1}'
+    sent = {k.lower(): v for k, v in data["headers"]}
+    assert (sent["x-id"], sent["authorization"], sent["content-length"]) == ("7", SECRET, "8")
+    assert free_slots(aio) == MAX
+    with pytest.raises(httpx.ConnectError) as info:
+        await aio.post(httpx.URL(f"http://127.0.0.1:{free_port()}/"), headers, b"{}", {})
+    assert info.value.__cause__ is None and info.value.__context__ is None
+    assert "SECRET" not in repr(vars(info.value))
+    assert free_slots(aio) == MAX
 
 
 async def test_connection_refused(aio: AiohttpTransport) -> None:

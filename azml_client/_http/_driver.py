@@ -403,10 +403,8 @@ class Driver:
         }
         connections = self.connections
         direct = connections.direct()
-        if direct is not None:
-            response: httpx.Response = await direct.handle_async_request(
-                _request(call.url, headers, call.body, timeouts)
-            )
+        if direct is not None:  # our own transport: no httpx.Request to build and take apart
+            response: httpx.Response = await direct.post(call.url, headers, call.body, timeouts)
             return response
         client, users = connections.client()
         if users:
