@@ -248,9 +248,10 @@ class HttpxFastAdapter(HttpxAdapter):
 
 
 class TransportDirectAdapter(Adapter):
-    """``default_transport`` driven without ``httpx.AsyncClient``: an ``httpx.Request`` handed
-    straight to ``handle_async_request``.  Not a way to use the SDK: it shows what the
-    transport costs once ``AsyncClient.send`` (cookies, auth flow, hooks, logging) is skipped.
+    """The client's aiohttp transport driven without ``httpx.AsyncClient``: an
+    ``httpx.Request`` handed straight to ``handle_async_request``.  Not a way to use the SDK:
+    it shows what the transport costs once ``AsyncClient.send`` (cookies, auth flow, hooks,
+    logging) is skipped.
     """
 
     name = "azml-transport-direct"
