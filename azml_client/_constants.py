@@ -32,6 +32,11 @@ DEFAULT_LIMITS: Final = httpx.Limits(
     keepalive_expiry=DEFAULT_KEEPALIVE_EXPIRY,
 )
 
+#: Bulk runs with ``concurrency="auto"``: where the concurrency starts, and its ceiling when the
+#: client's pool does not set a lower one.
+DEFAULT_INITIAL_CONCURRENCY: Final = 8
+DEFAULT_MAX_CONCURRENCY: Final = 256
+
 #: How many bytes of a response body an exception or a log line keeps.
 BODY_EXCERPT_LIMIT: Final = 2048
 #: The largest answer read into memory (after decoding): a larger one is an error, not an OOM.

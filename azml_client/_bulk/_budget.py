@@ -23,13 +23,11 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from .._constants import DEFAULT_INITIAL_CONCURRENCY, DEFAULT_MAX_CONCURRENCY
 from .._exceptions import ConfigurationError
 from ._limiter import AdaptiveLimiter, Signal, TokenBucket
 
 __all__ = ["RateBudget"]
-
-#: The concurrency a fresh budget starts at (slow start doubles it while answers keep up).
-INITIAL_CONCURRENCY = 8
 
 
 class RateBudget:
@@ -45,8 +43,8 @@ class RateBudget:
     def __init__(
         self,
         *,
-        max_concurrency: int = 256,
-        initial_concurrency: int = INITIAL_CONCURRENCY,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        initial_concurrency: int = DEFAULT_INITIAL_CONCURRENCY,
         max_rps: float | None = None,
         max_tpm: float | None = None,
         clock: Callable[[], float] = time.monotonic,

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 import anyio
 
+from .._constants import DEFAULT_INITIAL_CONCURRENCY, DEFAULT_MAX_CONCURRENCY
 from .._exceptions import APIConnectionError, APIStatusError, RateLimitError
 
 __all__ = ["AdaptiveLimiter", "Signal", "TokenBucket", "classify"]
@@ -133,8 +134,8 @@ def classify(error: BaseException) -> str:
 class AdaptiveLimiter:
     """Concurrency limit + pacing rate + shared pause, adapted from the endpoint's answers."""
 
-    initial: int = 8
-    maximum: int = 256
+    initial: int = DEFAULT_INITIAL_CONCURRENCY
+    maximum: int = DEFAULT_MAX_CONCURRENCY
     minimum: int = 1
     clock: Clock = time.monotonic
     #: Fixed concurrency (``concurrency=N``): no adaptation of the limit.

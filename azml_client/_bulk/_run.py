@@ -32,6 +32,7 @@ from collections.abc import (
 )
 from typing import Any, Literal, Protocol
 
+from .._constants import DEFAULT_MAX_CONCURRENCY
 from .._exceptions import APIStatusError, AzmlError, ConfigurationError, RateLimitError
 from .._types import Completion
 from ._budget import RateBudget, rps_bucket, tpm_bucket
@@ -107,7 +108,7 @@ class BatchRun:
         *,
         concurrency: Concurrency = "auto",
         budget: RateBudget | None = None,
-        max_concurrency: int = 256,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         max_rps: float | None = None,
         max_tpm: float | None = None,
         params: Mapping[str, Any] | None = None,
