@@ -97,10 +97,6 @@ def _given(value: Any) -> bool:
     return value is not None and not isinstance(value, NotGiven)
 
 
-def _check_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
-    return check_messages(messages)
-
-
 class EndpointClient:
     """Async client of one Azure ML dedicated endpoint or one serverless endpoint.
 
@@ -641,7 +637,7 @@ class EndpointClient:
                 raise ConfigurationError(f"formatter {fmt.name!r} does not support chat")
             request = FormatRequest(
                 api_type=self.api_type,
-                messages=_check_messages(prompt_or_messages),
+                messages=check_messages(prompt_or_messages),
                 params=merged,
                 stream=True,
             )
@@ -810,7 +806,7 @@ class EndpointClient:
         checked: bool = False,
     ) -> ChatCompletion:
         """``checked``: the messages come from a validated bulk :class:`Item`."""
-        messages = messages if checked else _check_messages(messages)
+        messages = messages if checked else check_messages(messages)
         if not self._formatter.supports_chat:
             raise ConfigurationError(
                 f"formatter {self._formatter.name!r} does not support chat(): use a chat "

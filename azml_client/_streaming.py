@@ -139,34 +139,35 @@ class AsyncStream:
             await self._open()
             assert self._response is not None
             content_type = self._response.headers.get("content-type", "")
-            if "text/event-stream" not in content_type:
-                yield await self._guard(self._whole_answer(self._response))
-                return
-            events = self._events(self._response)
-            while True:
-                try:
-                    chunk = await self._guard(events.__anext__())
-                except StopAsyncIteration:
+            # Whatever the server sent, an AzmlError or a chunk comes out: a parser that trips
+            # on the server's data is caught once, around the loop (not a wrapper per chunk;
+            # the consumer's own exceptions never reach this generator).
+            try:
+                if "text/event-stream" not in content_type:
+                    yield await self._whole_answer(self._response)
                     return
-                yield chunk
+                async for chunk in self._events(self._response):
+                    yield chunk
+            except AzmlError:
+                raise
+            except Exception as exc:
+                error = self._unreadable(exc)
+            else:
+                return
+            raise error
         finally:
             await self.aclose()
 
-    async def _guard(self, step: Awaitable[StreamChunk]) -> StreamChunk:
-        """One step of decoding; whatever the server sent, an AzmlError or a chunk comes out."""
-        try:
-            return await step
-        except (StopAsyncIteration, AzmlError):
-            raise
-        except Exception as exc:  # a parser tripped on the server's data
-            error: AzmlError = ResponseFormatError(
-                f"a stream event could not be read ({type(exc).__name__}: "
-                f"{self._redactor.text(str(exc))[:200]})",
-                formatter=self._formatter.name,
-                api_type=str(self._request.api_type),
-                request_id=self.request_id,
-            )
-        raise scrub(error, self._redactor)
+    def _unreadable(self, exc: Exception) -> AzmlError:
+        """The typed error for a parser that tripped on the server's data."""
+        error = ResponseFormatError(
+            f"a stream event could not be read ({type(exc).__name__}: "
+            f"{self._redactor.text(str(exc))[:200]})",
+            formatter=self._formatter.name,
+            api_type=str(self._request.api_type),
+            request_id=self.request_id,
+        )
+        return scrub(error, self._redactor)
 
     async def _whole_answer(self, response: httpx.Response) -> StreamChunk:
         """The server ignored ``stream``: one chunk with the whole answer."""

@@ -259,10 +259,8 @@ async def test_timeout_bounds_a_whole_attempt_against_a_drip(server: FaultServer
 
     server.handler = drip
     async with client_for(server, timeout=0.5) as client:
-        started = time.monotonic()
         with anyio.fail_after(HANG), pytest.raises(APITimeoutError):
             await client.complete("x")
-    assert time.monotonic() - started < HANG
 
 
 async def test_deadline_bounds_a_stream_body(server: FaultServer) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 
 from .._constants import DEFAULT_INITIAL_CONCURRENCY, DEFAULT_MAX_CONCURRENCY
 from .._exceptions import ConfigurationError
-from ._limiter import AdaptiveLimiter, Signal, TokenBucket
+from ._limiter import AdaptiveLimiter, TokenBucket
 
 __all__ = ["RateBudget"]
 
@@ -146,8 +146,6 @@ class RateBudget:
     def observe(self, signal: str, *, sent_at: float, retry_after: float | None) -> None:
         """Feed an attempt's outcome to the limiter; a grown limit lets waiters in."""
         limit = self.limiter.limit
-        if signal == Signal.RATE_LIMITED:
-            self.rate_limited += 1
         self.limiter.observe(signal, sent_at=sent_at, retry_after=retry_after)
         if self.limiter.limit > limit and self._waiters:
             with self._lock:

@@ -30,8 +30,6 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import anyio
-
 from .._constants import DEFAULT_INITIAL_CONCURRENCY, DEFAULT_MAX_CONCURRENCY
 from .._exceptions import APIConnectionError, APIStatusError, RateLimitError
 
@@ -93,11 +91,6 @@ class TokenBucket:
         """Give back (positive) or charge (negative) tokens after the fact."""
         self._refill()
         self._tokens = min(self.capacity, self._tokens + delta)
-
-    async def acquire(self, amount: float = 1.0) -> None:
-        wait = self.reserve(amount)
-        if wait > 0:
-            await anyio.sleep(wait)
 
 
 class Signal:
@@ -347,10 +340,5 @@ class AdaptiveLimiter:
         return at - now, self.epoch
 
     def took(self) -> None:
-        """Record a send now."""
-        now = self.clock()
-        pace = self.rate if self.rate is not None else self.ramp
-        if pace is not None:
-            self._next_send = max(self._next_send, now) + 1.0 / pace
-        self._sends.append(now)
-        _trim(self._sends, now - _WINDOW)
+        """Record a send now (a booking whose wait the caller already served)."""
+        self.book()

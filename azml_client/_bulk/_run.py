@@ -347,8 +347,9 @@ class _ItemHook:
             return
         run._refund(self._tokens)
         signal = classify(error)
-        if isinstance(error, RateLimitError):
+        if isinstance(error, RateLimitError):  # either kind of 429
             run.stats.rate_limited += 1
+            run.budget.rate_limited += 1
         if run._adaptive:
             run.budget.observe(signal, sent_at=sent_at, retry_after=retry_after)
 

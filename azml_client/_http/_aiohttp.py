@@ -285,13 +285,13 @@ class _ResponseStream(httpx.AsyncByteStream):
     the read ends with ``httpx.ReadError`` (transport closed) or ``httpx.StreamClosed``.
     """
 
-    __slots__ = ("_content", "_open", "_pool", "_request", "_response")
+    __slots__ = ("_body", "_open", "_pool", "_request", "_response")
 
     def __init__(
         self, response: aiohttp.ClientResponse, request: httpx.Request | None, pool: _Pool
     ):
         self._response = response
-        self._content = response.content
+        self._body = response.content
         self._request = request
         self._pool = pool
         self._open = True
@@ -308,7 +308,7 @@ class _ResponseStream(httpx.AsyncByteStream):
             error = httpx.StreamClosed()
         else:
             try:
-                chunk = await self._content.readany()
+                chunk = await self._body.readany()
             except (*_MAPPED, _Aborted, RuntimeError) as exc:
                 if self._pool.closed:
                     error = _closed_error(self._request)
@@ -321,15 +321,15 @@ class _ResponseStream(httpx.AsyncByteStream):
             else:
                 if chunk:
                     return chunk
-                if not self._pool.closed or self._content.is_eof():
+                if not self._pool.closed or self._body.is_eof():
                     raise StopAsyncIteration
                 error = _closed_error(self._request)
         raise error  # outside the except block: no chain to aiohttp's exception
 
     def abort(self) -> None:
         """Fail a read waiting on this body, before its connection is closed under it."""
-        if not self._content.is_eof():
-            self._content.set_exception(_Aborted())
+        if not self._body.is_eof():
+            self._body.set_exception(_Aborted())
 
     async def aclose(self) -> None:
         if not self._open:
@@ -337,7 +337,7 @@ class _ResponseStream(httpx.AsyncByteStream):
         self._open = False
         self._pool.streams.discard(self)
         try:
-            if self._content.is_eof():
+            if self._body.is_eof():
                 self._response.release()
             else:
                 self.abort()

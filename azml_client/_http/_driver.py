@@ -231,13 +231,11 @@ class Driver:
             before_sleep=log_retry,
             reraise=True,
         )
-        first_replayed = False
+        replay = [progress.first[0]] if progress.first is not None else []
 
         async def attempt() -> _T:
-            nonlocal first_replayed
-            if not first_replayed and progress.first is not None:
-                first_replayed = True
-                raise progress.first[0]
+            if replay:
+                raise replay.pop()
             return await self._attempt_and_parse(call, parse, progress)
 
         result: _T = await retrying(attempt)

@@ -98,9 +98,7 @@ class Connections:
 
         Cheap: it runs on every request.
         """
-        if self._user_client is not None or self._wrapper is not None:
-            return None
-        if _mocks_active() or not _on_asyncio():
+        if not self.owned or _mocks_active() or not _on_asyncio():
             return None
         transport = self._aiohttp
         if transport is None:
