@@ -45,6 +45,7 @@ if _typing.TYPE_CHECKING:
     from ._exceptions import ResponseFormatError as ResponseFormatError
     from ._exceptions import ServerError as ServerError
     from ._exceptions import StreamInterruptedError as StreamInterruptedError
+    from ._exceptions import StructuredOutputError as StructuredOutputError
     from ._exceptions import UnprocessableEntityError as UnprocessableEntityError
     from ._retry import RetryPolicy as RetryPolicy
     from ._streaming import AsyncStream as AsyncStream
@@ -53,7 +54,11 @@ if _typing.TYPE_CHECKING:
     from ._types import ChatCompletion as ChatCompletion
     from ._types import ChatMessage as ChatMessage
     from ._types import Completion as Completion
+    from ._types import Embeddings as Embeddings
+    from ._types import FunctionCall as FunctionCall
+    from ._types import ModelInfo as ModelInfo
     from ._types import StreamChunk as StreamChunk
+    from ._types import ToolCall as ToolCall
     from ._types import Usage as Usage
     from .formatters import BartContentFormatter as BartContentFormatter
     from .formatters import ContentFormatterBase as ContentFormatterBase
@@ -139,6 +144,11 @@ _LAZY: dict[str, str] = {
     "load_client": "._client",
     "register_formatter": ".formatters",
     "unregister_formatter": ".formatters",
+    "Embeddings": "._types",
+    "FunctionCall": "._types",
+    "ModelInfo": "._types",
+    "ToolCall": "._types",
+    "StructuredOutputError": "._exceptions",
 }
 
 
@@ -179,16 +189,19 @@ __all__ = [  # noqa: RUF022 - plain sorted(), as tests/test_public_api.py checks
     "CustomOpenAIChatContentFormatter",
     "CustomOpenAIContentFormatter",
     "DollyContentFormatter",
+    "Embeddings",
     "EmptyResponseError",
     "EndpointClient",
     "ExtraParameters",
     "FormatRequest",
     "FormatterInfo",
+    "FunctionCall",
     "GPT2ContentFormatter",
     "HFContentFormatter",
     "LlamaChatContentFormatter",
     "LlamaContentFormatter",
     "ModelError",
+    "ModelInfo",
     "NOT_GIVEN",
     "NotFoundError",
     "NotGiven",
@@ -204,9 +217,11 @@ __all__ = [  # noqa: RUF022 - plain sorted(), as tests/test_public_api.py checks
     "ServerError",
     "StreamChunk",
     "StreamInterruptedError",
+    "StructuredOutputError",
     "SyncEndpointClient",
     "SyncStream",
     "TGIContentFormatter",
+    "ToolCall",
     "UnprocessableEntityError",
     "Usage",
     "VLLMContentFormatter",

@@ -31,7 +31,10 @@ class TokenCredential(Protocol):
 
 
 class Auth:
-    """Base: the ``Authorization`` header value of the next request."""
+    """Base: the value of the credential header (``header``) of the next request."""
+
+    #: The header the credential goes in.
+    header: str = "Authorization"
 
     async def authorization(self) -> str | None:
         raise NotImplementedError
@@ -51,16 +54,19 @@ class NoAuth(Auth):
 
 
 class KeyAuth(Auth):
-    """``Authorization: Bearer <key>``. The key never shows in ``repr``."""
+    """``Authorization: Bearer <key>``, or the bare key in another header (``api-key`` on Azure
+    OpenAI and the model inference API). The key never shows in ``repr``."""
 
-    def __init__(self, key: SecretStr) -> None:
-        self._header = SecretStr(f"Bearer {key.get_secret_value()}")
+    def __init__(self, key: SecretStr, header: str = "Authorization") -> None:
+        self.header = header
+        value = key.get_secret_value()
+        self._value = SecretStr(f"Bearer {value}" if header.lower() == "authorization" else value)
 
     async def authorization(self) -> str | None:
-        return self._header.get_secret_value()
+        return self._value.get_secret_value()
 
     def __repr__(self) -> str:
-        return "KeyAuth(key='**********')"
+        return f"KeyAuth(key='**********', header={self.header!r})"
 
 
 class TokenAuth(Auth):

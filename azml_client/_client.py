@@ -9,9 +9,18 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping, Sequence, Sized
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Mapping,
+    Sequence,
+    Sized,
+)
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 import httpx
@@ -19,9 +28,8 @@ from pydantic import SecretStr
 
 from . import _json
 from ._auth import Auth, KeyAuth, NoAuth, TokenAuth
-from ._config import ClientSettings, Routes, resolve_routes
+from ._config import ClientSettings, Routes, resolve_routes, token_scope_for
 from ._constants import (
-    AZUREML_TOKEN_SCOPE,
     ENV_API_KEY,
     HEADER_CLIENT_REQUEST_ID,
     HEADER_DEPLOYMENT,
@@ -33,6 +41,7 @@ from ._constants import (
 )
 from ._exceptions import (
     APIStatusError,
+    AzmlError,
     ClientClosedError,
     ConfigurationError,
     ResponseFormatError,
@@ -49,7 +58,17 @@ from ._options import (
 )
 from ._redact import Redactor
 from ._retry import RetryPolicy
-from ._types import ChatCompletion, Completion, message_from, usage_from
+from ._tools import Structured, fit_messages, prepare_chat_params
+from ._types import (
+    ChatCompletion,
+    Completion,
+    Embeddings,
+    ModelInfo,
+    Usage,
+    message_from,
+    tool_calls_from,
+    usage_from,
+)
 from ._version import __version__
 from .formatters._base import (
     ContentFormatterBase,
@@ -66,6 +85,7 @@ if TYPE_CHECKING:  # imported where used: a program that never streams or batche
     import ssl
 
     from ._bulk import BatchResults, BatchRun, Concurrency, Item, RateBudget
+    from ._bulk._run import ItemCaller
     from ._streaming import AsyncStream
 
 __all__ = ["EndpointClient", "load_client"]
@@ -73,7 +93,12 @@ __all__ = ["EndpointClient", "load_client"]
 
 Message = Mapping[str, Any]
 FormatterArg = str | ContentFormatterBase | type[ContentFormatterBase]
-_DEFAULT_FORMATTER = {ApiType.DEDICATED: "llama", ApiType.SERVERLESS: "openai"}
+_DEFAULT_FORMATTER = {
+    ApiType.DEDICATED: "llama",
+    ApiType.SERVERLESS: "openai",
+    ApiType.MODELS: "openai",
+    ApiType.OPENAI_V1: "openai",
+}
 _USER_AGENT = f"azml-client/{__version__}"
 #: What ``with_options()`` may change: everything that does not belong to the connection pool.
 _OPTION_NAMES = frozenset(
@@ -84,6 +109,7 @@ _OPTION_NAMES = frozenset(
         "retry",
         "model_kwargs",
         "deployment_name",
+        "model",
         "extra_parameters",
         "default_headers",
         "formatter",
@@ -93,8 +119,22 @@ _OPTION_NAMES = frozenset(
 )
 
 
+#: Endpoint kinds that read the ``extra-parameters`` header (wire-formats.md 3.4).
+_EXTRA_PARAMETER_TYPES = (ApiType.SERVERLESS, ApiType.MODELS)
+
+
 def _given(value: Any) -> bool:
     return value is not None and not isinstance(value, NotGiven)
+
+
+def supports(api_types: Sequence[ApiType], api_type: ApiType) -> bool:
+    """Whether a formatter listing ``api_types`` talks to ``api_type`` (serverless support
+    covers every OpenAI-wire kind)."""
+    return api_type in api_types or (api_type.openai_wire and ApiType.SERVERLESS in api_types)
+
+
+def _builtin(formatter: ContentFormatterBase) -> bool:
+    return type(formatter).__module__.startswith("azml_client.formatters")
 
 
 class EndpointClient:
@@ -134,6 +174,7 @@ class EndpointClient:
         *,
         api_type: str | ApiType | None = None,
         deployment_name: str | None = None,
+        model: str | None = None,
         formatter: FormatterArg | None = None,
         formatter_options: Mapping[str, Any] | None = None,
         model_kwargs: Mapping[str, Any] | None = None,
@@ -198,6 +239,7 @@ class EndpointClient:
             api_key=_as_secret(api_key) if credential is None else None,
             api_type=api_type,
             deployment_name=deployment_name,
+            model=model,
             formatter=formatter if isinstance(formatter, str) else None,
             formatter_options=dict(formatter_options) if formatter_options else None,
             model_kwargs=dict(model_kwargs) if model_kwargs is not None else None,
@@ -289,23 +331,29 @@ class EndpointClient:
                 f"ContentFormatterBase instance, got {type(formatter).__name__}"
             )
         check_formatter(instance)
-        if s.api_type not in instance.supported_api_types:
+        if s.api_type.openai_wire and (
+            _builtin(instance) or not supports(instance.supported_api_types, s.api_type)
+        ):
+            # Serverless, models and v1 routes speak the OpenAI wire format whatever the model
+            # family: a family formatter (the seed's too) is for /score bodies.
+            return formatter_from_config("openai", None)
+        if not supports(instance.supported_api_types, s.api_type):
             allowed = ", ".join(str(t) for t in instance.supported_api_types)
-            hint = "openai" if s.api_type is ApiType.SERVERLESS else "llama"
             raise ConfigurationError(
                 f"formatter {instance.name!r} supports {allowed} endpoints, not {s.api_type}: "
-                f"use a {s.api_type} formatter such as formatter={hint!r}"
+                "use a dedicated formatter such as formatter='llama'"
             )
         return instance
 
     @staticmethod
     def _resolve_auth(credential: Any, s: ClientSettings) -> Auth:
         if credential is not None:
-            return TokenAuth(credential, s.token_scope or AZUREML_TOKEN_SCOPE)
+            scope = s.token_scope or token_scope_for(s.endpoint_url, s.api_type)
+            return TokenAuth(credential, scope)
         if s.api_key is not None:
             if not s.api_key.get_secret_value().strip():
                 raise ConfigurationError("api_key is empty: pass the endpoint's key")
-            return KeyAuth(s.api_key)
+            return KeyAuth(s.api_key, header=s.api_type.api_key_header)
         if s.host_is_local:
             return NoAuth()
         raise ConfigurationError(
@@ -320,9 +368,9 @@ class EndpointClient:
             "Accept": self._formatter.accepts,
             "User-Agent": _USER_AGENT,
         }
-        if s.deployment_name:
+        if s.deployment_name and s.api_type is not ApiType.OPENAI_V1:
             headers[HEADER_DEPLOYMENT] = s.deployment_name
-        if s.extra_parameters is not None and s.api_type is ApiType.SERVERLESS:
+        if s.extra_parameters is not None and s.api_type in _EXTRA_PARAMETER_TYPES:
             headers[HEADER_EXTRA_PARAMETERS] = str(s.extra_parameters)
         headers.update(self._default_headers)
         return headers
@@ -568,10 +616,30 @@ class EndpointClient:
         extra_parameters: str | ExtraParameters | NotGiven | None = NOT_GIVEN,
         deployment_name: str | NotGiven | None = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
+        **params: Any,
     ) -> Any:
         """Send ``payload`` as it is (a JSON-able object, or ``bytes``/``str`` sent verbatim)
         to the endpoint URL (or ``url``) with the client's auth, headers and retries; return
-        the decoded JSON answer. The escape hatch for any schema no formatter covers."""
+        the decoded JSON answer. The escape hatch for any schema no formatter covers.
+
+        A prompt is not a payload: ``invoke("Write me a song")`` (text that is not JSON) and
+        model parameters (``invoke(..., temperature=0.5)``) are refused, naming ``complete()``.
+        """
+        if params:
+            raise ConfigurationError(
+                f"invoke() sends the payload as it is and takes no model parameters (got "
+                f"{', '.join(sorted(params))}): use complete(prompt, {next(iter(params))}=...) "
+                "or chat(messages, ...), or put them in the payload"
+            )
+        if isinstance(payload, str):
+            try:
+                _json.loads(payload)
+            except ValueError:
+                raise ConfigurationError(
+                    f"invoke() sends its payload verbatim and {payload[:40]!r} is not JSON: for "
+                    "a prompt use complete(prompt) (or chat(messages)); send bytes to post "
+                    "non-JSON data as it is"
+                ) from None
         body = payload.encode("utf-8") if isinstance(payload, str) else payload
         if not isinstance(body, bytes):
             body = dump_json(body)
@@ -621,25 +689,29 @@ class EndpointClient:
         """
         self._ensure_open()
         fmt = self._formatter
-        if self.api_type not in fmt.stream_api_types:
+        if not supports(fmt.stream_api_types, self.api_type):
             raise ConfigurationError(
                 f"formatter {fmt.name!r} does not stream on {self.api_type} endpoints: use "
                 "complete()/chat(), or a streaming family ('openai' on serverless, 'tgi')"
             )
         merged = self._merge_params(params, stop)
+        if self.api_type.openai_wire:
+            # Token usage arrives on a last chunk only when asked for; ask unless the caller
+            # set stream_options (None: send none).
+            options = merged.get("stream_options", NOT_GIVEN)
+            if isinstance(options, NotGiven):
+                merged["stream_options"] = {"include_usage": True}
+            elif options is None:
+                del merged["stream_options"]
+        structured = None
         if isinstance(prompt_or_messages, str):
             request = FormatRequest(
                 api_type=self.api_type, prompt=prompt_or_messages, params=merged, stream=True
             )
             url = self._routes.completions
         else:
-            if not fmt.supports_chat:
-                raise ConfigurationError(f"formatter {fmt.name!r} does not support chat")
-            request = FormatRequest(
-                api_type=self.api_type,
-                messages=check_messages(prompt_or_messages),
-                params=merged,
-                stream=True,
+            request, structured = self._chat_request(
+                prompt_or_messages, merged, checked=False, stream=True
             )
             url = self._routes.chat
         opts = CallOptions(
@@ -668,7 +740,242 @@ class EndpointClient:
             url=url,
             deadline_at=call.deadline_at,
             redactor=driver.redactor,
+            structured=structured,
         )
+
+    # -- embeddings and model info ----------------------------------------------------------
+
+    async def embed(
+        self,
+        input: str | Sequence[str],
+        *,
+        input_type: str | None = None,
+        encoding_format: str | None = None,
+        dimensions: int | None = None,
+        model: str | None = None,
+        timeout: float | httpx.Timeout | NotGiven = NOT_GIVEN,
+        deadline: float | NotGiven | None = NOT_GIVEN,
+        max_retries: int | RetryPolicy | NotGiven | None = NOT_GIVEN,
+        extra_parameters: str | ExtraParameters | NotGiven | None = NOT_GIVEN,
+        deployment_name: str | NotGiven | None = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> Embeddings:
+        """Embed one text or a list of texts: one vector per input, in input order.
+
+        ``input_type`` (``text``, ``query``, ``document``), ``encoding_format`` (``float``,
+        ``base64``: decoded to floats here, ``int8``, ...) and ``dimensions`` are sent when
+        given. Serverless, models and openai_v1 endpoints (``POST .../embeddings``)::
+
+            vectors = (await client.embed(["first text", "second text"])).vectors
+        """
+        from ._embeddings import embeddings_body, text_inputs
+
+        texts = text_inputs(input)
+        body = embeddings_body(
+            list(texts),
+            input_type=input_type,
+            encoding_format=encoding_format,
+            dimensions=dimensions,
+            model=self._model(model) if self.api_type.openai_wire else model,
+        )
+        opts = CallOptions(
+            timeout, deadline, max_retries, extra_parameters, deployment_name, extra_headers
+        )
+        return await self._embed(self._route("embeddings", "embed()"), body, len(texts), opts)
+
+    async def embed_images(
+        self,
+        images: Any,
+        *,
+        input_type: str | None = None,
+        encoding_format: str | None = None,
+        dimensions: int | None = None,
+        model: str | None = None,
+        timeout: float | httpx.Timeout | NotGiven = NOT_GIVEN,
+        deadline: float | NotGiven | None = NOT_GIVEN,
+        max_retries: int | RetryPolicy | NotGiven | None = NOT_GIVEN,
+        extra_parameters: str | ExtraParameters | NotGiven | None = NOT_GIVEN,
+        deployment_name: str | NotGiven | None = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> Embeddings:
+        """Embed images (``POST .../images/embeddings``, model inference API): each one
+        ``bytes``, a ``pathlib.Path``, a ``data:`` or http(s) URL, or ``{"image": ..., "text":
+        ...}``."""
+        from ._embeddings import embeddings_body, image_inputs
+
+        inputs = image_inputs(images)
+        body = embeddings_body(
+            list(inputs),
+            input_type=input_type,
+            encoding_format=encoding_format,
+            dimensions=dimensions,
+            model=model or self._settings.model,
+        )
+        opts = CallOptions(
+            timeout, deadline, max_retries, extra_parameters, deployment_name, extra_headers
+        )
+        url = self._route("image_embeddings", "embed_images()")
+        return await self._embed(url, body, len(inputs), opts)
+
+    async def embed_many(
+        self,
+        texts: Iterable[str] | AsyncIterable[str],
+        *,
+        batch_size: int = 64,
+        concurrency: Concurrency = "auto",
+        max_rps: float | None = None,
+        max_tpm: float | None = None,
+        input_type: str | None = None,
+        encoding_format: str | None = None,
+        dimensions: int | None = None,
+        model: str | None = None,
+    ) -> Embeddings:
+        """Embed many texts through the bulk engine: ``batch_size`` texts per request, the
+        client's shared rate budget, retries; the vectors come back in input order.
+
+        Raises the first failed request's error (after its retries) rather than return a
+        result with holes; ``usage`` is the sum over all requests.
+        """
+        from ._bulk import BatchRun
+        from ._embeddings import embeddings_body
+
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigurationError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        self._ensure_open()
+        url = self._route("embeddings", "embed_many()")
+        chosen = self._model(model) if self.api_type.openai_wire else model
+        opts = CallOptions(max_retries=replace(self._policy, max_rate_limit_retries=50))
+
+        async def call(item: Item, hook: AttemptHook) -> Embeddings:
+            body = embeddings_body(
+                list(item.payload),
+                input_type=input_type,
+                encoding_format=encoding_format,
+                dimensions=dimensions,
+                model=chosen,
+            )
+            return await self._embed(url, body, len(item.payload), opts, hook=hook)
+
+        run = BatchRun(
+            cast("ItemCaller", call),
+            _embedding_items(texts, batch_size),
+            concurrency=concurrency,
+            budget=self.budget,
+            max_rps=max_rps,
+            max_tpm=max_tpm,
+            params={},
+            return_exceptions=False,
+            sleep=self._driver.sleep,
+        )
+        parts: dict[int, Embeddings] = {}
+        async with run:
+            async for index, result in run:
+                if not isinstance(result, Embeddings):  # return_exceptions=False raises
+                    raise result if isinstance(result, AzmlError) else TypeError(result)
+                parts[index] = result
+        vectors: list[list[float]] = []
+        prompt = total = attempts = 0
+        for index in range(len(parts)):
+            part = parts[index]
+            vectors.extend(part.vectors)
+            attempts += part.attempts
+            if part.usage is not None:
+                prompt += part.usage.prompt_tokens or 0
+                total += part.usage.total_tokens or 0
+        return Embeddings(
+            vectors=vectors,
+            usage=Usage(prompt_tokens=prompt, total_tokens=total),
+            model=parts[0].model if parts else None,
+            attempts=attempts,
+        )
+
+    async def info(
+        self,
+        *,
+        timeout: float | httpx.Timeout | NotGiven = NOT_GIVEN,
+        deadline: float | NotGiven | None = NOT_GIVEN,
+        max_retries: int | RetryPolicy | NotGiven | None = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> ModelInfo:
+        """What the endpoint says of its model (``GET .../info``, model inference API)."""
+        url = self._route("info", "info()")
+        opts = CallOptions(timeout, deadline, max_retries, extra_headers=extra_headers)
+
+        def parse(exchange: Exchange) -> ModelInfo:
+            try:
+                data = _json.loads(exchange.body)
+                return ModelInfo.model_validate(data)
+            except ValueError as exc:  # not JSON, or pydantic's ValidationError
+                raise ResponseFormatError(
+                    f"the /info answer is not a model info object ({type(exc).__name__})",
+                    formatter="info",
+                    api_type=str(self.api_type),
+                    body=excerpt(exchange.body, 300),
+                    request_id=exchange.request_id,
+                ) from None
+
+        call = self._plan(url, b"", opts)
+        call.method = "GET"
+        return await self._driver.run(call, parse)
+
+    def _route(self, name: str, what: str) -> str:
+        url: str | None = getattr(self._routes, name)
+        if url is None:
+            kinds = (
+                "models or serverless"
+                if name != "embeddings"
+                else "serverless, models or openai_v1"
+            )
+            raise ConfigurationError(
+                f"{what} needs a {kinds} endpoint; this client talks to a {self.api_type} "
+                f"endpoint ({self._settings.endpoint_url}), which has no such route"
+                + (
+                    ": use invoke() for a /score embedding model"
+                    if self.api_type is ApiType.DEDICATED
+                    else ""
+                )
+            )
+        return url
+
+    async def _embed(
+        self,
+        url: str,
+        body: dict[str, Any],
+        count: int,
+        opts: CallOptions,
+        hook: AttemptHook | None = None,
+    ) -> Embeddings:
+        from ._embeddings import read_vectors
+
+        def parse(exchange: Exchange) -> Embeddings:
+            try:
+                data = _json.loads(exchange.body)
+                vectors = read_vectors(data, count)
+            except ResponseFormatError as exc:
+                exc.request_id = exchange.request_id
+                raise
+            except ValueError:
+                raise ResponseFormatError(
+                    "the embeddings answer is not JSON",
+                    formatter="embeddings",
+                    api_type=str(self.api_type),
+                    body=excerpt(exchange.body, 300),
+                    request_id=exchange.request_id,
+                ) from None
+            model = data.get("model")
+            return Embeddings(
+                vectors=vectors,
+                usage=usage_from(data.get("usage")),
+                model=model if isinstance(model, str) and model else None,
+                request_id=exchange.request_id,
+                client_request_id=exchange.client_request_id,
+                attempts=exchange.attempts,
+                raw=data,
+            )
+
+        call = self._plan(url, dump_json(body), opts)
+        call.hook = hook
+        return await self._driver.run(call, parse)
 
     # -- bulk --------------------------------------------------------------------------------
 
@@ -806,27 +1113,66 @@ class EndpointClient:
         checked: bool = False,
     ) -> ChatCompletion:
         """``checked``: the messages come from a validated bulk :class:`Item`."""
-        messages = messages if checked else check_messages(messages)
-        if not self._formatter.supports_chat:
-            raise ConfigurationError(
-                f"formatter {self._formatter.name!r} does not support chat(): use a chat "
-                "family such as 'llama-chat' or 'vllm' (dedicated) or 'openai' (serverless), "
-                "or call complete()"
-            )
-        request = FormatRequest(api_type=self._settings.api_type, messages=messages, params=params)
+        request, structured = self._chat_request(messages, params, checked=checked)
 
         def parse(exchange: Exchange) -> ChatCompletion:
             parsed, data = self._decode(exchange, request)
+            try:
+                tool_calls = tool_calls_from(parsed.tool_calls)
+            except ResponseFormatError as exc:
+                exc.request_id = exchange.request_id
+                raise
+            fields = _result_fields(parsed, data, exchange)
+            value = None
+            if structured is not None and tool_calls is None:
+                value = structured.parse(parsed.text, fields["finish_reason"], exchange.request_id)
             return ChatCompletion(
                 text=parsed.text,
                 message=message_from(parsed.message, parsed.text),
-                tool_calls=parsed.tool_calls if isinstance(parsed.tool_calls, list) else None,
-                **_result_fields(parsed, data, exchange),
+                tool_calls=tool_calls,
+                parsed=value,
+                **fields,
             )
 
         call = self._plan(self._routes.chat, encode_request(self._formatter, request), opts)
         call.hook = hook
         return await self._driver.run(call, parse)
+
+    def _chat_request(
+        self,
+        messages: Sequence[Message],
+        params: dict[str, Any],
+        *,
+        checked: bool,
+        stream: bool = False,
+    ) -> tuple[FormatRequest, Structured | None]:
+        """The checked request of a chat: messages fit for the formatter, tools and
+        ``response_format`` in wire form. ``checked``: the messages come from a bulk item."""
+        fmt = self._formatter
+        if not fmt.supports_chat:
+            raise ConfigurationError(
+                f"formatter {fmt.name!r} does not support chat(): use a chat family such as "
+                "'llama-chat' or 'vllm' (dedicated) or 'openai' (serverless), or call complete()"
+            )
+        checked_messages = (
+            cast("list[dict[str, Any]]", messages) if checked else check_messages(messages)
+        )
+        params, structured = prepare_chat_params(params)
+        if "tools" in params and not getattr(fmt, "supports_tools", False):
+            raise ConfigurationError(
+                f"formatter {fmt.name!r} cannot send tools: use an OpenAI-style endpoint "
+                "(serverless, models, openai_v1) or the 'vllm' formatter on /score"
+            )
+        checked_messages = fit_messages(
+            checked_messages, images=getattr(fmt, "supports_images", False), formatter=fmt.name
+        )
+        request = FormatRequest(
+            api_type=self._settings.api_type,
+            messages=checked_messages,
+            params=params,
+            stream=stream,
+        )
+        return request, structured
 
     def _decode(self, exchange: Exchange, request: FormatRequest) -> tuple[ParsedOutput, Any]:
         try:
@@ -838,10 +1184,33 @@ class EndpointClient:
     def _merge_params(
         self, params: Mapping[str, Any], stop: str | Sequence[str] | None
     ) -> dict[str, Any]:
-        merged = {**self._settings.model_kwargs, **params}
+        """The model parameters of a call: the client's, the call's, the client's ``model``
+        on OpenAI-style routes (the v1 API requires one)."""
+        s = self._settings
+        merged = {**s.model_kwargs, **params}
         if stop is not None:
             merged["stop"] = [stop] if isinstance(stop, str) else list(stop)
+        if s.api_type.openai_wire and merged.get("model") is None:
+            model = self._model()
+            if model is not None:
+                merged["model"] = model
+            else:
+                merged.pop("model", None)
         return merged
+
+    def _model(self, given: str | None = None) -> str | None:
+        """The model a call names: its own, the client's, else (v1 API) the deployment name;
+        a :class:`ConfigurationError` on the v1 API when there is none."""
+        s = self._settings
+        model = given or s.model
+        if model is None and s.api_type is ApiType.OPENAI_V1:
+            model = s.deployment_name
+            if model is None:
+                raise ConfigurationError(
+                    "the OpenAI v1 API needs the model (your deployment's name, case-sensitive): "
+                    "pass model=... to EndpointClient or to the call"
+                )
+        return model
 
     def _url(self, url: str) -> httpx.URL:
         """The parsed URL of a route, with the client's query parameters (cached)."""
@@ -890,8 +1259,10 @@ class EndpointClient:
         if _given(opts.deployment_name):
             headers[HEADER_DEPLOYMENT] = str(opts.deployment_name)
         if _given(opts.extra_parameters):
-            if s.api_type is not ApiType.SERVERLESS:
-                raise ConfigurationError("extra_parameters applies to serverless endpoints only")
+            if s.api_type not in _EXTRA_PARAMETER_TYPES:
+                raise ConfigurationError(
+                    "extra_parameters applies to serverless and models endpoints only"
+                )
             try:
                 headers[HEADER_EXTRA_PARAMETERS] = str(ExtraParameters(str(opts.extra_parameters)))
             except ValueError:
@@ -925,6 +1296,40 @@ def _policy(base: RetryPolicy, s: ClientSettings) -> RetryPolicy:
         backoff_max=s.backoff_max,
         max_retry_after=s.max_retry_after,
     )
+
+
+async def _embedding_items(
+    texts: Iterable[str] | AsyncIterable[str], size: int
+) -> AsyncIterator[Item]:
+    """Bulk items of ``size`` texts each, pulled from ``texts`` as the run asks for more."""
+    from ._bulk import Item
+
+    chunk: list[str] = []
+    count = 0
+
+    def take(text: Any) -> Item | None:
+        nonlocal chunk, count
+        if not isinstance(text, str):
+            raise ConfigurationError(
+                f"embed_many() input {count} is a {type(text).__name__}: give strings"
+            )
+        count += 1
+        chunk.append(text)
+        if len(chunk) < size:
+            return None
+        item, chunk = Item("embed", tuple(chunk)), []
+        return item
+
+    if isinstance(texts, AsyncIterable):
+        async for text in texts:
+            if (item := take(text)) is not None:
+                yield item
+    else:
+        for text in texts:
+            if (item := take(text)) is not None:
+                yield item
+    if chunk:
+        yield Item("embed", tuple(chunk))
 
 
 def _check_budget(budget: Any) -> RateBudget | None:

@@ -18,6 +18,10 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from ._constants import (
+    AZUREML_HOSTS,
+    AZUREML_TOKEN_SCOPE,
+    COGNITIVE_SERVICES_HOSTS,
+    COGNITIVE_SERVICES_TOKEN_SCOPE,
     DEFAULT_BACKOFF_BASE,
     DEFAULT_BACKOFF_MAX,
     DEFAULT_CONNECT_TIMEOUT,
@@ -26,6 +30,7 @@ from ._constants import (
     DEFAULT_MAX_KEEPALIVE_CONNECTIONS,
     DEFAULT_MAX_RETRIES,
     DEFAULT_MAX_RETRY_AFTER,
+    DEFAULT_MODELS_API_VERSION,
     DEFAULT_TIMEOUT,
     DEPRECATED_API_TYPE_ALIASES,
     ENV_API_KEY,
@@ -38,24 +43,30 @@ from ._constants import (
 )
 from ._exceptions import ConfigurationError
 
-__all__ = ["ClientSettings", "Routes", "parse_api_type", "resolve_routes"]
+__all__ = [
+    "ClientSettings",
+    "Routes",
+    "parse_api_type",
+    "resolve_routes",
+    "token_scope_for",
+]
 
 CONFIG_VERSION = 1
 _LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 _SERVERLESS_HOST_SUFFIXES = (
     ".inference.ai.azure.com",
     ".models.ai.azure.com",
-    ".services.ai.azure.com",
 )
 _CHAT_ROUTE = "/chat/completions"
 _COMPLETIONS_ROUTE = "/completions"
 
 
 def parse_api_type(value: str | ApiType) -> ApiType:
-    """``"dedicated"`` / ``"serverless"``; ``"realtime"`` is accepted with a warning."""
+    """``"dedicated"``, ``"serverless"``, ``"models"`` or ``"openai_v1"``; ``"realtime"`` is
+    accepted with a warning."""
     if isinstance(value, ApiType):
         return value
-    text = str(value).strip().lower()
+    text = str(value).strip().lower().replace("-", "_")
     if text in DEPRECATED_API_TYPE_ALIASES:
         import warnings
 
@@ -70,7 +81,9 @@ def parse_api_type(value: str | ApiType) -> ApiType:
     except ValueError:
         raise ConfigurationError(
             f"unknown api_type {value!r}: use 'dedicated' (a managed online endpoint, URL ending "
-            "in /score) or 'serverless' (an OpenAI-compatible pay-as-you-go endpoint)"
+            "in /score), 'serverless' (an OpenAI-compatible pay-as-you-go endpoint), 'models' "
+            "(the model inference API, URL ending in /models) or 'openai_v1' (Foundry / Azure "
+            "OpenAI, URL ending in /openai/v1)"
         ) from None
 
 
@@ -88,12 +101,45 @@ def parse_url(value: str) -> httpx.URL:
     return url
 
 
+#: Routes under an OpenAI-style base, as the URL a user copies may end with one of them.
+_ROUTE_SUFFIXES = (
+    "/chat/completions",
+    "/images/embeddings",
+    "/completions",
+    "/embeddings",
+    "/info",
+)
+
+
+def _split_route(path: str) -> tuple[str, str]:
+    """``(base, route)`` of a URL path: ``/openai/v1/chat/completions`` -> ``/openai/v1``."""
+    path = path.rstrip("/")
+    for route in _ROUTE_SUFFIXES:
+        if path.endswith(route):
+            return path[: -len(route)], route
+    return path, ""
+
+
 def infer_api_type(url: httpx.URL) -> ApiType:
-    """Tell the api type from the URL, or say what to pass."""
+    """Tell the api type from the URL path (then the host), or say what to pass.
+
+    ``.../score`` -> dedicated; ``.../openai/v1[/route]`` -> openai_v1; ``.../models[/route]``
+    -> models; ``.../v1[/route]`` or a route -> serverless. So a loopback test server is read
+    the same way as Azure. A bare Foundry / Azure OpenAI host is the v1 API.
+    """
     path = url.path.rstrip("/")
     if path.endswith("/score"):
         return ApiType.DEDICATED
-    if path.endswith(_COMPLETIONS_ROUTE) or url.host.endswith(_SERVERLESS_HOST_SUFFIXES):
+    base, route = _split_route(path)
+    if base.endswith("/openai/v1"):
+        return ApiType.OPENAI_V1
+    if base.endswith("/models"):
+        return ApiType.MODELS
+    if base.endswith("/v1") or route:
+        return ApiType.SERVERLESS
+    if not base and url.host.endswith(COGNITIVE_SERVICES_HOSTS):
+        return ApiType.OPENAI_V1
+    if url.host.endswith(_SERVERLESS_HOST_SUFFIXES):
         return ApiType.SERVERLESS
     if url.host.endswith(".inference.ml.azure.com"):
         raise ConfigurationError(
@@ -101,29 +147,46 @@ def infer_api_type(url: httpx.URL) -> ApiType:
             f"/score, e.g. {url.copy_with(path='/score')}"
         )
     raise ConfigurationError(
-        f"cannot tell the api type of {url}: pass api_type='dedicated' (URL ending in /score) "
-        "or api_type='serverless' (URL ending in /v1/chat/completions, /completions, ... or a "
-        "base URL), or set AZUREML_ENDPOINT_API_TYPE"
+        f"cannot tell the api type of {url}: pass api_type='dedicated' (URL ending in /score), "
+        "'serverless' (URL ending in /v1 or /v1/chat/completions), 'models' (URL ending in "
+        "/models) or 'openai_v1' (URL ending in /openai/v1), or set AZUREML_ENDPOINT_API_TYPE"
     )
 
 
+def token_scope_for(url: str, api_type: ApiType) -> str:
+    """The Entra ID scope a host expects: Cognitive Services for Foundry / Azure OpenAI / AI
+    Services hosts, Azure ML for ``*.inference.ml.azure.com`` and ``*.models.ai.azure.com``;
+    elsewhere (a proxy, a test server) by the api type."""
+    host = httpx.URL(url).host
+    if host.endswith(COGNITIVE_SERVICES_HOSTS):
+        return COGNITIVE_SERVICES_TOKEN_SCOPE
+    if host.endswith(AZUREML_HOSTS):
+        return AZUREML_TOKEN_SCOPE
+    if api_type in (ApiType.MODELS, ApiType.OPENAI_V1):
+        return COGNITIVE_SERVICES_TOKEN_SCOPE
+    return AZUREML_TOKEN_SCOPE
+
+
 class Routes(BaseModel):
-    """Where each kind of call is posted."""
+    """Where each kind of call goes (``None``: the endpoint kind has no such route)."""
 
     model_config = ConfigDict(frozen=True)
 
     completions: str
     chat: str
+    embeddings: str | None = None
+    image_embeddings: str | None = None
+    info: str | None = None
 
 
 def resolve_routes(url: str, api_type: ApiType) -> Routes:
-    """The URLs of completion and chat calls for an endpoint URL.
+    """The URLs of each kind of call for an endpoint URL.
 
-    Dedicated: both go to the ``/score`` URL. Serverless: a URL ending in ``/chat/completions``
-    or ``/completions`` (after ``/v1``, ``/models`` or nothing) gives its base, and each call kind
-    is posted to its own route under it, so ``chat()`` never sends a prompt body to a completions
-    route or the reverse. A base URL without a route gets ``/v1`` unless it ends in ``/v1`` or
-    ``/models`` already.
+    Dedicated: completions and chat go to the ``/score`` URL. Other kinds: a URL ending in a
+    route (``/chat/completions``, ``/completions``, ``/embeddings``, ...) gives its base, and
+    each call kind is posted to its own route under it, so ``chat()`` never sends a prompt body
+    to a completions route or the reverse. A base URL without a route gets its kind's prefix
+    unless it ends so already: ``/v1`` (serverless), ``/models``, ``/openai/v1``. The v1 API has no ``/info`` nor image embeddings.
     """
     parsed = httpx.URL(url)
     path = parsed.path.rstrip("/")
@@ -135,22 +198,33 @@ def resolve_routes(url: str, api_type: ApiType) -> Routes:
                 "For an OpenAI-style route use api_type='serverless'."
             )
         return Routes(completions=url, chat=url)
-    if path.endswith(_CHAT_ROUTE):
-        base = path[: -len(_CHAT_ROUTE)]
-    elif path.endswith(_COMPLETIONS_ROUTE):
-        base = path[: -len(_COMPLETIONS_ROUTE)]
-    elif path.endswith("/score"):
+    if path.endswith("/score"):
         raise ConfigurationError(
             f"{url} is a dedicated /score URL: use api_type='dedicated' with it, or give the "
-            "serverless endpoint's /v1/chat/completions (or base) URL"
+            f"{api_type} endpoint's base URL"
         )
-    elif path.endswith(("/v1", "/models")):
-        base = path
-    else:
-        base = f"{path}/v1"
+    base, route = _split_route(path)
+    if route:  # the URL named a route: its base is the endpoint's, whatever it looks like
+        pass
+    elif api_type is ApiType.OPENAI_V1:
+        if not base.endswith("/openai/v1"):
+            base = f"{base.removesuffix('/openai')}/openai/v1"
+    elif api_type is ApiType.MODELS:
+        if not base.endswith("/models"):
+            base = f"{base}/models"
+    elif not base.endswith(("/v1", "/models")):
+        base = f"{base}/v1"
+
+    def at(route: str) -> str:
+        return str(parsed.copy_with(path=f"{base}{route}"))
+
+    rich = api_type is not ApiType.OPENAI_V1
     return Routes(
-        completions=str(parsed.copy_with(path=f"{base}{_COMPLETIONS_ROUTE}")),
-        chat=str(parsed.copy_with(path=f"{base}{_CHAT_ROUTE}")),
+        completions=at(_COMPLETIONS_ROUTE),
+        chat=at(_CHAT_ROUTE),
+        embeddings=at("/embeddings"),
+        image_embeddings=at("/images/embeddings") if rich else None,
+        info=at("/info") if rich else None,
     )
 
 
@@ -165,6 +239,8 @@ class ClientSettings(BaseModel):
     #: The environment variable a saved config reads the key from.
     api_key_env: str = ENV_API_KEY
     deployment_name: str | None = None
+    #: The model (deployment name on Azure OpenAI) sent in the body of OpenAI-style routes.
+    model: str | None = None
     formatter: str = ""
     formatter_options: dict[str, Any] = Field(default_factory=dict)
     model_kwargs: dict[str, Any] = Field(default_factory=dict)
@@ -228,6 +304,8 @@ class ClientSettings(BaseModel):
             values["api_type"] = parse_api_type(values["api_type"])
         else:
             values["api_type"] = infer_api_type(parse_url(str(values["endpoint_url"])))
+        if values["api_type"] is ApiType.MODELS and "api_version" not in values:
+            values["api_version"] = DEFAULT_MODELS_API_VERSION
         try:
             settings = cls(**values)
         except ValidationError as exc:

@@ -46,6 +46,23 @@ MAX_RESPONSE_BYTES: Final = 256 << 20
 TOKEN_REFRESH_MARGIN: Final = 300.0
 #: The Entra ID scope of Azure ML data-plane calls (dedicated and serverless endpoints).
 AZUREML_TOKEN_SCOPE: Final = "https://ml.azure.com/.default"
+#: The Entra ID scope of Foundry / Azure OpenAI / Azure AI Services resources
+#: (reference/integrations.md "Entra ID audiences"; a wrong one is 401 "audience is incorrect").
+COGNITIVE_SERVICES_TOKEN_SCOPE: Final = "https://cognitiveservices.azure.com/.default"
+#: Hosts whose tokens are for Cognitive Services, and hosts whose tokens are for Azure ML.
+COGNITIVE_SERVICES_HOSTS: Final = (
+    ".openai.azure.com",
+    ".services.ai.azure.com",
+    ".cognitiveservices.azure.com",
+)
+AZUREML_HOSTS: Final = (
+    ".inference.ml.azure.com",
+    ".models.ai.azure.com",
+    ".inference.ai.azure.com",
+)
+#: ``api-version`` sent to the model inference API (``/models`` routes) unless one is given:
+#: the default of azure-ai-inference and of its JS client (wire-formats.md 3.3).
+DEFAULT_MODELS_API_VERSION: Final = "2024-05-01-preview"
 
 #: Environment variables, as the LangChain integration reads them.
 ENV_ENDPOINT_URL: Final = "AZUREML_ENDPOINT_URL"
@@ -58,6 +75,8 @@ ENV_TIMEOUT: Final = "AZUREML_TIMEOUT"
 HEADER_DEPLOYMENT: Final = "azureml-model-deployment"
 HEADER_CLIENT_REQUEST_ID: Final = "x-ms-client-request-id"
 HEADER_EXTRA_PARAMETERS: Final = "extra-parameters"
+#: The key header of Azure OpenAI and the unified model inference endpoints (wire-formats.md 3.2).
+HEADER_API_KEY: Final = "api-key"
 HEADER_MODEL_ERROR_STATUS: Final = "ms-azureml-model-error-statuscode"
 HEADER_MODEL_ERROR_REASON: Final = "ms-azureml-model-error-reason"
 #: Response headers that carry the server's request id, most specific first.
@@ -71,9 +90,24 @@ class ApiType(str, enum.Enum):
     """A managed online endpoint: ``POST .../score``, body in the model family's own schema."""
     SERVERLESS = "serverless"
     """A serverless (pay-as-you-go) endpoint: OpenAI-compatible completions and chat routes."""
+    MODELS = "models"
+    """The Azure AI model inference API (``.../models/chat/completions?api-version=...``)."""
+    OPENAI_V1 = "openai_v1"
+    """The Foundry / Azure OpenAI v1 API (``.../openai/v1/chat/completions``; needs ``model``)."""
 
     def __str__(self) -> str:
         return self.value
+
+    @property
+    def openai_wire(self) -> bool:
+        """Whether chat and completions use the OpenAI wire format, whatever the model family."""
+        return self is not ApiType.DEDICATED
+
+    @property
+    def api_key_header(self) -> str:
+        """The header a key goes in: ``api-key`` on Azure OpenAI and the unified model inference
+        endpoints, ``Authorization: Bearer`` on Azure ML hosts (wire-formats.md 1.2, 3.2)."""
+        return HEADER_API_KEY if self in (ApiType.MODELS, ApiType.OPENAI_V1) else "Authorization"
 
 
 class ExtraParameters(str, enum.Enum):

@@ -20,7 +20,8 @@ Every error derives from :class:`AzmlError`, so ``except AzmlError`` catches all
     │   ├── RateLimitError              429: rate limit or too many pending requests
     │   └── ServerError                 5xx
     └── ResponseFormatError             the answer did not match the formatter
-        └── EmptyResponseError          HTTP 200 with an empty body (e.g. content-safety block)
+        ├── EmptyResponseError          HTTP 200 with an empty body (e.g. content-safety block)
+        └── StructuredOutputError       a response_format answer is not JSON or misses the schema
 
 Status errors carry ``status_code``, a capped ``body`` excerpt, the server's ``request_id``, the
 client's ``client_request_id``, ``retry_after`` (seconds, when the server said) and ``attempts``.
@@ -57,6 +58,7 @@ __all__ = [
     "ResponseFormatError",
     "ServerError",
     "StreamInterruptedError",
+    "StructuredOutputError",
     "UnprocessableEntityError",
     "reported_error",
     "status_error",
@@ -277,6 +279,26 @@ class ResponseFormatError(AzmlError):
 
 class EmptyResponseError(ResponseFormatError):
     """HTTP 200 with an empty answer, as a content-safety block or a container failure gives."""
+
+
+class StructuredOutputError(ResponseFormatError):
+    """The answer to a ``response_format`` request is not JSON, or does not fit the schema.
+
+    ``text`` holds what the model wrote (also when it was cut off: ``finish_reason`` says
+    ``"length"`` then).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        text: str = "",
+        finish_reason: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message, formatter="response_format", body=text, request_id=request_id)
+        self.text = text
+        self.finish_reason = finish_reason
 
 
 _BY_STATUS: dict[int, type[APIStatusError]] = {

@@ -34,7 +34,8 @@ from ._http._body import body_chunks, read_body
 from ._http._errors import TRANSPORT_ERRORS, transport_error
 from ._redact import Redactor, scrub
 from ._sse import ServerSentEvent, SSEDecoder
-from ._types import StreamChunk, Usage, usage_from
+from ._tools import Structured
+from ._types import StreamChunk, ToolCall, Usage, tool_calls_from, usage_from
 from .formatters._base import ContentFormatterBase, FormatRequest, ParsedOutput, decode_response
 
 __all__ = ["AsyncStream"]
@@ -62,6 +63,7 @@ class AsyncStream:
         url: str,
         deadline_at: float | None = None,
         redactor: Redactor | None = None,
+        structured: Structured | None = None,
     ) -> None:
         self._opener = opener
         self._formatter = formatter
@@ -73,6 +75,9 @@ class AsyncStream:
         self._response: httpx.Response | None = None
         self._exchange: Exchange | None = None
         self._parts: list[str] = []
+        self._structured = structured
+        #: Tool-call deltas by their index: [id, type, name, argument pieces].
+        self._calls: dict[int, list[Any]] = {}
         self._started = False
         self._closed = False
         #: Set when the stream ended: the finish reason of its last chunk.
@@ -85,6 +90,26 @@ class AsyncStream:
     def text(self) -> str:
         """Everything received so far, joined."""
         return "".join(self._parts)
+
+    @property
+    def tool_calls(self) -> list[ToolCall] | None:
+        """The tool calls assembled from the deltas received so far (complete after the last
+        chunk); ``None`` when the model called none."""
+        if not self._calls:
+            return None
+        calls = [
+            {"id": ident, "type": kind, "function": {"name": name, "arguments": "".join(args)}}
+            for _, (ident, kind, name, args) in sorted(self._calls.items())
+        ]
+        return tool_calls_from(calls)
+
+    @property
+    def parsed(self) -> Any:
+        """The decoded answer of a ``response_format`` stream (after the last chunk): a dict or
+        the pydantic model's instance; a :class:`StructuredOutputError` when it does not fit."""
+        if self._structured is None or self._calls:
+            return None
+        return self._structured.parse(self.text, self.finish_reason, self.request_id)
 
     @property
     def request_id(self) -> str | None:
@@ -302,11 +327,19 @@ class AsyncStream:
             )
         usage = usage_from(parsed.usage)
         finish = parsed.finish_reason
+        delta = None
+        if type(data) is dict:
+            choices = data.get("choices")
+            if type(choices) is list and choices and type(choices[0]) is dict:
+                delta = choices[0].get("delta")
+                if type(delta) is dict and "tool_calls" in delta:
+                    self._add_tool_calls(delta["tool_calls"])
         chunk = StreamChunk(
             text=text,
             finish_reason=finish if isinstance(finish, str) else None,
             usage=usage,
             index=len(self._parts),
+            delta=delta,
             raw=data,
         )
         self._parts.append(text)
@@ -315,3 +348,28 @@ class AsyncStream:
         if usage is not None:
             self.usage = usage
         return chunk
+
+    def _add_tool_calls(self, pieces: Any) -> None:
+        """Fold a delta's tool-call pieces in (OpenAI streams: the first piece of a call has
+        its index, id and name; later ones add argument text)."""
+        if not isinstance(pieces, list):
+            return
+        for position, piece in enumerate(pieces):
+            if not isinstance(piece, dict):
+                continue
+            index = piece.get("index", position)
+            if type(index) is not int:
+                continue
+            call = self._calls.setdefault(index, ["", "function", "", []])
+            if isinstance(piece.get("id"), str) and piece["id"]:
+                call[0] = piece["id"]
+            if isinstance(piece.get("type"), str) and piece["type"]:
+                call[1] = piece["type"]
+            function = piece.get("function")
+            if isinstance(function, dict):
+                name = function.get("name")
+                if isinstance(name, str) and name and not call[2]:
+                    call[2] = name
+                arguments = function.get("arguments")
+                if isinstance(arguments, str):
+                    call[3].append(arguments)

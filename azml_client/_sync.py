@@ -43,7 +43,15 @@ from ._config import ClientSettings
 from ._constants import NOT_GIVEN, ApiType, ExtraParameters, NotGiven
 from ._exceptions import ClientClosedError
 from ._retry import RetryPolicy
-from ._types import ChatCompletion, Completion, StreamChunk, Usage
+from ._types import (
+    ChatCompletion,
+    Completion,
+    Embeddings,
+    ModelInfo,
+    StreamChunk,
+    ToolCall,
+    Usage,
+)
 from .formatters._base import ContentFormatterBase
 
 if TYPE_CHECKING:
@@ -201,6 +209,14 @@ class SyncStream:
         return self._stream.usage
 
     @property
+    def tool_calls(self) -> list[ToolCall] | None:
+        return self._stream.tool_calls
+
+    @property
+    def parsed(self) -> Any:
+        return self._stream.parsed
+
+    @property
     def request_id(self) -> str | None:
         return self._stream.request_id
 
@@ -235,6 +251,7 @@ class SyncEndpointClient:
         *,
         api_type: str | ApiType | None = None,
         deployment_name: str | None = None,
+        model: str | None = None,
         formatter: FormatterArg | None = None,
         formatter_options: Mapping[str, Any] | None = None,
         model_kwargs: Mapping[str, Any] | None = None,
@@ -271,6 +288,7 @@ class SyncEndpointClient:
             api_key,
             api_type=api_type,
             deployment_name=deployment_name,
+            model=model,
             formatter=formatter,
             formatter_options=formatter_options,
             model_kwargs=model_kwargs,
@@ -438,6 +456,7 @@ class SyncEndpointClient:
         extra_parameters: str | ExtraParameters | NotGiven | None = NOT_GIVEN,
         deployment_name: str | NotGiven | None = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
+        **params: Any,
     ) -> Any:
         """See :meth:`EndpointClient.invoke`."""
         return self._run(
@@ -449,6 +468,117 @@ class SyncEndpointClient:
                 max_retries=max_retries,
                 extra_parameters=extra_parameters,
                 deployment_name=deployment_name,
+                extra_headers=extra_headers,
+                **params,
+            )
+        )
+
+    def embed(
+        self,
+        input: str | Sequence[str],
+        *,
+        input_type: str | None = None,
+        encoding_format: str | None = None,
+        dimensions: int | None = None,
+        model: str | None = None,
+        timeout: float | httpx.Timeout | NotGiven = NOT_GIVEN,
+        deadline: float | NotGiven | None = NOT_GIVEN,
+        max_retries: int | RetryPolicy | NotGiven | None = NOT_GIVEN,
+        extra_parameters: str | ExtraParameters | NotGiven | None = NOT_GIVEN,
+        deployment_name: str | NotGiven | None = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> Embeddings:
+        """See :meth:`EndpointClient.embed`."""
+        return self._run(
+            lambda c: c.embed(
+                input,
+                input_type=input_type,
+                encoding_format=encoding_format,
+                dimensions=dimensions,
+                model=model,
+                timeout=timeout,
+                deadline=deadline,
+                max_retries=max_retries,
+                extra_parameters=extra_parameters,
+                deployment_name=deployment_name,
+                extra_headers=extra_headers,
+            )
+        )
+
+    def embed_images(
+        self,
+        images: Any,
+        *,
+        input_type: str | None = None,
+        encoding_format: str | None = None,
+        dimensions: int | None = None,
+        model: str | None = None,
+        timeout: float | httpx.Timeout | NotGiven = NOT_GIVEN,
+        deadline: float | NotGiven | None = NOT_GIVEN,
+        max_retries: int | RetryPolicy | NotGiven | None = NOT_GIVEN,
+        extra_parameters: str | ExtraParameters | NotGiven | None = NOT_GIVEN,
+        deployment_name: str | NotGiven | None = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> Embeddings:
+        """See :meth:`EndpointClient.embed_images`."""
+        return self._run(
+            lambda c: c.embed_images(
+                images,
+                input_type=input_type,
+                encoding_format=encoding_format,
+                dimensions=dimensions,
+                model=model,
+                timeout=timeout,
+                deadline=deadline,
+                max_retries=max_retries,
+                extra_parameters=extra_parameters,
+                deployment_name=deployment_name,
+                extra_headers=extra_headers,
+            )
+        )
+
+    def embed_many(
+        self,
+        texts: Iterable[str] | AsyncIterable[str],
+        *,
+        batch_size: int = 64,
+        concurrency: Concurrency = "auto",
+        max_rps: float | None = None,
+        max_tpm: float | None = None,
+        input_type: str | None = None,
+        encoding_format: str | None = None,
+        dimensions: int | None = None,
+        model: str | None = None,
+    ) -> Embeddings:
+        """See :meth:`EndpointClient.embed_many`."""
+        return self._run(
+            lambda c: c.embed_many(
+                texts,
+                batch_size=batch_size,
+                concurrency=concurrency,
+                max_rps=max_rps,
+                max_tpm=max_tpm,
+                input_type=input_type,
+                encoding_format=encoding_format,
+                dimensions=dimensions,
+                model=model,
+            )
+        )
+
+    def info(
+        self,
+        *,
+        timeout: float | httpx.Timeout | NotGiven = NOT_GIVEN,
+        deadline: float | NotGiven | None = NOT_GIVEN,
+        max_retries: int | RetryPolicy | NotGiven | None = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> ModelInfo:
+        """See :meth:`EndpointClient.info`."""
+        return self._run(
+            lambda c: c.info(
+                timeout=timeout,
+                deadline=deadline,
+                max_retries=max_retries,
                 extra_headers=extra_headers,
             )
         )

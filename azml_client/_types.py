@@ -5,18 +5,27 @@ Models accept unknown fields (``extra="allow"``) so a new server field never bre
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from . import _json
+from ._exceptions import ResponseFormatError
+
 __all__ = [
     "ChatCompletion",
     "ChatMessage",
     "Completion",
+    "Embeddings",
+    "FunctionCall",
+    "ModelInfo",
     "StreamChunk",
+    "ToolCall",
     "Usage",
     "message_from",
+    "tool_calls_from",
     "usage_from",
 ]
 
@@ -71,6 +80,70 @@ def message_from(data: Any, text: str) -> ChatMessage:
     return ChatMessage(**fields)
 
 
+class FunctionCall(BaseModel):
+    """The function a tool call names, and its arguments as the JSON string the model wrote."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    arguments: str = "{}"
+
+    def parsed_arguments(self) -> Any:
+        """The arguments decoded (a :class:`ResponseFormatError` when they are not JSON)."""
+        try:
+            return _json.loads(self.arguments or "{}")
+        except ValueError as exc:
+            raise ResponseFormatError(
+                f"the arguments of tool call {self.name!r} are not JSON ({exc})",
+                formatter="tools",
+                body=self.arguments,
+            ) from None
+
+
+class ToolCall(BaseModel):
+    """One tool call of an assistant message, in the OpenAI shape."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    type: str = "function"
+    function: FunctionCall
+
+
+def tool_calls_from(data: Any) -> list[ToolCall] | None:
+    """Typed tool calls from a message's ``tool_calls`` list (``None`` when there are none).
+
+    Arguments sent as an object instead of a JSON string are encoded; a call without a function
+    name is an error (dropping it would lose what the model asked for).
+    """
+    if not isinstance(data, list) or not data:
+        return None
+    calls = []
+    for i, raw in enumerate(data):
+        function = raw.get("function") if isinstance(raw, Mapping) else None
+        name = function.get("name") if isinstance(function, Mapping) else None
+        if not isinstance(name, str) or not name:
+            raise ResponseFormatError(
+                f"tool call {i} has no function name", formatter="tools", body=repr(raw)[:300]
+            )
+        assert isinstance(raw, Mapping) and isinstance(function, Mapping)
+        arguments = function.get("arguments")
+        if arguments is None:
+            arguments = "{}"
+        elif not isinstance(arguments, str):
+            arguments = json.dumps(arguments, ensure_ascii=False)
+        ident = raw.get("id")
+        kind = raw.get("type")
+        calls.append(
+            ToolCall(
+                id=ident if isinstance(ident, str) and ident else f"call_{i}",
+                type=kind if isinstance(kind, str) and kind else "function",
+                function=FunctionCall(name=name, arguments=arguments),
+            )
+        )
+    return calls
+
+
 class Completion(BaseModel):
     """The answer to :meth:`EndpointClient.complete`.
 
@@ -97,10 +170,44 @@ class Completion(BaseModel):
 
 
 class ChatCompletion(Completion):
-    """The answer to :meth:`EndpointClient.chat`: the text plus the assistant message."""
+    """The answer to :meth:`EndpointClient.chat`: the text plus the assistant message.
+
+    ``tool_calls`` holds the typed calls when the model called tools (``finish_reason`` is then
+    ``"tool_calls"``); ``parsed`` the decoded answer of a ``response_format`` request: a dict,
+    or an instance of the pydantic model passed as ``response_format``.
+    """
 
     message: ChatMessage = Field(default_factory=lambda: ChatMessage(role="assistant"))
-    tool_calls: list[Any] | None = None
+    tool_calls: list[ToolCall] | None = None
+    parsed: Any = None
+
+
+class Embeddings(BaseModel):
+    """The answer to :meth:`EndpointClient.embed`: one vector per input, in input order."""
+
+    model_config = ConfigDict(extra="allow")
+
+    vectors: list[list[float]]
+    usage: Usage | None = None
+    model: str | None = None
+    request_id: str | None = None
+    client_request_id: str | None = None
+    attempts: int = 1
+    raw: Any = Field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+
+class ModelInfo(BaseModel):
+    """What ``GET /info`` says of the model behind an endpoint (model inference API)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model_name: str
+    #: ``chat-completions``, ``embeddings``, ``text-generation``, ... as the endpoint says it.
+    model_type: str
+    model_provider_name: str
 
 
 class StreamChunk(BaseModel):
@@ -114,4 +221,6 @@ class StreamChunk(BaseModel):
     usage: Usage | None = None
     #: 0-based position of this chunk in the stream.
     index: int = 0
+    #: The chunk's ``choices[0].delta`` as sent (OpenAI-style streams): tool-call pieces too.
+    delta: Any = Field(default=None, repr=False)
     raw: Any = Field(default=None, repr=False)

@@ -307,7 +307,7 @@ def test_usage_and_configuration_errors_exit_2(capsys: pytest.CaptureFixture[str
 def test_formatters_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["formatters", "--json"]) == 0
     data = {f["key"]: f for f in json.loads(capsys.readouterr().out)}
-    assert data["openai"]["api_types"] == ["serverless"]
+    assert data["openai"]["api_types"] == ["serverless", "models", "openai_v1"]
     assert data["vllm"]["chat"] is True and data["vllm"]["completion"] is True
 
 

@@ -91,7 +91,6 @@ def test_api_type_is_inferred_from_the_url(url: str, api_type: ApiType) -> None:
         ({"endpoint_url": DEDICATED_URL, "max_retries": -1}, "max_retries"),
         ({"endpoint_url": DEDICATED_URL, "formatter": "nope"}, "unknown formatter"),
         ({"endpoint_url": DEDICATED_URL, "formatter": "openai"}, "formatter='llama'"),
-        ({"endpoint_url": SERVERLESS_URL, "formatter": "gpt2"}, "formatter='openai'"),
         ({"endpoint_url": SERVERLESS_URL, "extra_parameters": "ignore"}, "pass-through"),
         ({"endpoint_url": DEDICATED_URL, "formatter": 42}, "family key"),
         ({"endpoint_url": DEDICATED_URL, "api_key": "  "}, "empty"),

@@ -33,6 +33,7 @@ from azml_client._exceptions import (
     ResponseFormatError,
     ServerError,
     StreamInterruptedError,
+    StructuredOutputError,
     UnprocessableEntityError,
     reported_error,
     status_error,
@@ -121,6 +122,12 @@ EXAMPLES: dict[str, AzmlError] = {
     ),
     "EmptyResponseError": EmptyResponseError(
         "HTTP 200 with an empty body", formatter="llama", api_type="dedicated", request_id="r"
+    ),
+    "StructuredOutputError": StructuredOutputError(
+        "the answer does not fit Joke: punchline: Field required",
+        text='{"setup": "a"}',
+        finish_reason="stop",
+        request_id="r",
     ),
 }
 

@@ -407,7 +407,7 @@ def test_builtin_families_are_registered_with_api_types() -> None:
     infos = {i.key: i for i in list_formatters()}
     expected = {"gpt2", "dolly", "hf", "tgi", "llama", "llama-chat", "vllm", "bart", "openai"}
     assert expected <= set(infos)
-    assert infos["openai"].api_types == ("serverless",)
+    assert infos["openai"].api_types == ("serverless", "models", "openai_v1")
     assert infos["gpt2"].api_types == ("dedicated",)
     assert infos["llama-chat"].chat and not infos["gpt2"].chat
     assert get_formatter("Mistral") is get_formatter("llama")

@@ -375,12 +375,16 @@ async def test_a_full_disk_stops_the_job_with_a_job_error(
 
 
 async def test_rejected_locally_is_not_sent(tmp_path: Path) -> None:
-    rows = [{"id": "p", "prompt": "x"}, {"id": "c", "messages": [{"role": "user", "content": "y"}]}]
+    chat = {"role": "user", "content": "y"}
+    rows = [
+        {"id": "p", "prompt": "x"},
+        {"id": "c", "messages": [chat], "params": {"response_format": "json"}},
+    ]
     src = write_lines(tmp_path / "in.jsonl", rows)
     out = tmp_path / "out.jsonl"
     seen: list[Any] = []
-    # llama answers completions only: the chat item is refused before anything is sent
-    async with echo_client(seen=seen, formatter="llama") as client:
+    # a response_format that is not an object is refused before anything is sent
+    async with echo_client(seen=seen) as client:
         summary = await run_job(client, src, out)
     assert (summary.sent, summary.ok, summary.rejected, summary.failed) == (1, 1, 1, 0)
     assert [b["prompt"] for b in seen] == ["x"]

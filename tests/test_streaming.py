@@ -124,6 +124,7 @@ async def test_chat_stream_yields_deltas_and_the_summary() -> None:
         "messages": [{"role": "user", "content": "hi"}],
         "max_tokens": 5,
         "stream": True,
+        "stream_options": {"include_usage": True},  # usage by default on OpenAI-style routes
     }
     assert seen[0].url.path.endswith("/chat/completions")
     assert "text/event-stream" in seen[0].headers["accept"]
@@ -140,7 +141,11 @@ async def test_completion_stream_goes_to_the_completions_route() -> None:
         texts = [c.text async for c in client.stream("go")]
     assert texts == ["a", "b"]
     assert seen[0].url.path.endswith("/v1/completions")
-    assert json.loads(seen[0].content) == {"prompt": "go", "stream": True}
+    assert json.loads(seen[0].content) == {
+        "prompt": "go",
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
 
 
 async def test_stream_cut_before_done_is_an_error() -> None:

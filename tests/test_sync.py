@@ -110,7 +110,21 @@ def test_a_plain_thread_runs_calls_on_the_clients_own_loop_without_a_thread_hop(
 
 
 @pytest.mark.parametrize(
-    "name", ["__init__", "complete", "chat", "invoke", "stream", "batch", "map", "with_options"]
+    "name",
+    [
+        "__init__",
+        "complete",
+        "chat",
+        "invoke",
+        "stream",
+        "batch",
+        "map",
+        "with_options",
+        "embed",
+        "embed_images",
+        "embed_many",
+        "info",
+    ],
 )
 def test_sync_methods_have_the_async_signatures(name: str) -> None:
     """Same parameters, kinds, defaults and annotations: no **kwargs dispatch to drift."""

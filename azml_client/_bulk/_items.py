@@ -20,10 +20,11 @@ __all__ = ["Item", "check_messages"]
 
 @dataclass(frozen=True, slots=True)
 class Item:
-    """A completion (``prompt``) or a chat (``messages``) with its own model parameters."""
+    """A completion (``prompt``), a chat (``messages``) with its own model parameters, or a
+    batch of texts to embed (``embed``: built by ``embed_many()``, never from user input)."""
 
-    kind: Literal["completion", "chat"]
-    #: The prompt string, or the validated list of messages.
+    kind: Literal["completion", "chat", "embed"]
+    #: The prompt string, the validated list of messages, or a tuple of texts.
     payload: Any
     params: dict[str, Any] = field(default_factory=dict)
 

@@ -70,6 +70,8 @@ def estimate_tokens(item: Item, params: Mapping[str, Any]) -> float:
     """
     if item.kind == "completion":
         chars = len(item.payload)
+    elif item.kind == "embed":  # no output tokens
+        return sum(len(text) for text in item.payload) / 4
     else:
         chars = sum(len(str(m.get("content", ""))) for m in item.payload)
     out: Any = None
@@ -90,7 +92,7 @@ def _used_tokens(item: Item, result: Completion) -> float | None:
         if usage.prompt_tokens is not None or usage.completion_tokens is not None:
             return float((usage.prompt_tokens or 0) + (usage.completion_tokens or 0))
     prompt = estimate_tokens(item, {"max_tokens": 1}) - 1
-    return prompt + len(result.text) / 4
+    return prompt + len(getattr(result, "text", "")) / 4
 
 
 class BatchRun:

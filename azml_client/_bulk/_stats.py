@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .._exceptions import AzmlError, ConfigurationError
-from .._types import Completion
+from .._types import Completion, Embeddings
 
 if TYPE_CHECKING:
     from ._budget import RateBudget
@@ -51,10 +51,10 @@ class BatchStats:
         elif isinstance(result, AzmlError):
             self.failed += 1
             self.errors[type(result).__name__] += 1
-        elif isinstance(result, Completion):
+        elif isinstance(result, Completion | Embeddings):
             self.succeeded += 1
 
-    def add_usage(self, result: Completion) -> None:
+    def add_usage(self, result: Completion | Embeddings) -> None:
         usage = result.usage
         if usage is not None:
             self.tokens_in += usage.prompt_tokens or 0

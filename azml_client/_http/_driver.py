@@ -112,6 +112,8 @@ class Call:
     stream: bool = False
     idle_timeout: float | None = None
     hook: AttemptHook | None = None
+    #: ``POST`` for every call but ``GET /info``.
+    method: str = "POST"
 
     @property
     def client_request_id(self) -> str:
@@ -323,7 +325,7 @@ class Driver:
             if hash(authorization) != self._known_authorization:
                 self._known_authorization = hash(authorization)
                 self.redactor.add(authorization.partition(" ")[2] or authorization)
-            headers = {**headers, "Authorization": authorization}
+            headers = {**headers, self.auth.header: authorization}
         started = time.monotonic()
         held: list[httpx.Response] = []
         error: AzmlError | None = None
@@ -356,7 +358,8 @@ class Driver:
         request_id = server_request_id(response.headers) or call.client_request_id
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
-                "POST %s -> %d in %.1f ms (attempt %d, request id %s)",
+                "%s %s -> %d in %.1f ms (attempt %d, request id %s)",
+                call.method,
                 url,
                 status,
                 (time.monotonic() - started) * 1000,
@@ -401,32 +404,37 @@ class Driver:
         }
         connections = self.connections
         direct = connections.direct()
-        if direct is not None:  # our own transport: no httpx.Request to build and take apart
+        if direct is not None and call.method == "POST":  # no httpx.Request to build
             response: httpx.Response = await direct.post(call.url, headers, call.body, timeouts)
             return response
         client, users = connections.client()
         if users:
             request = client.build_request(
-                "POST",
+                call.method,
                 call.url,
-                content=call.body,
+                content=call.body or None,
                 headers=headers,
                 extensions={"timeout": timeouts},
             )
         else:
-            request = _request(call.url, headers, call.body, timeouts)
+            request = _request(call.method, call.url, headers, call.body, timeouts)
         return await client.send(request, stream=True)
 
 
 def _request(
-    url: httpx.URL, headers: dict[str, str], body: bytes, timeouts: dict[str, float]
+    method: str,
+    url: httpx.URL,
+    headers: dict[str, str],
+    body: bytes,
+    timeouts: dict[str, float],
 ) -> httpx.Request:
     """An ``httpx.Request`` built from complete headers (cheaper than ``build_request``)."""
     raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
     raw.append((b"Host", url.netloc))
-    raw.append((b"Content-Length", str(len(body)).encode()))
+    if body or method == "POST":
+        raw.append((b"Content-Length", str(len(body)).encode()))
     request = httpx.Request(
-        "POST",
+        method,
         url,
         headers=raw,
         stream=httpx.ByteStream(body),

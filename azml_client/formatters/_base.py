@@ -83,6 +83,11 @@ class ContentFormatterBase:
     #: Whether :meth:`EndpointClient.complete` and :meth:`EndpointClient.chat` are supported.
     supports_completion: ClassVar[bool] = True
     supports_chat: ClassVar[bool] = False
+    #: Whether ``tools=`` / ``tool_choice=`` reach the model (sent in the body), and whether
+    #: message content may hold image parts. Formatters that do not say so get a clear error
+    #: before anything is sent (text-only parts are joined into one string for them).
+    supports_tools: ClassVar[bool] = False
+    supports_images: ClassVar[bool] = False
     #: Endpoint kinds on which the family answers ``stream: true`` with Server-Sent Events.
     stream_api_types: ClassVar[tuple[ApiType, ...]] = ()
     #: The data line that ends a stream (``None``: the chunk with a finish reason ends it).

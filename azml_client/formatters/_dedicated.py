@@ -196,6 +196,10 @@ class VLLMContentFormatter(_Family):
     family = "vllm"
     default_schema = "v3"
     supports_chat = True
+    # The container hands parameters and messages to vLLM's chat API: tools and image parts
+    # reach the model, and answers carry ``tool_calls`` (wire-formats.md 2.3, [FMS]).
+    supports_tools = True
+    supports_images = True
 
     def build_request(self, request: FormatRequest) -> Any:
         if request.is_chat:

@@ -122,16 +122,23 @@ def parse_openai_chunk(
 
 
 class OpenAIContentFormatter(ContentFormatterBase):
-    """OpenAI-compatible serverless endpoints (Llama, Mistral, Phi, Cohere, ... as a service).
+    """The OpenAI wire format: serverless endpoints (Llama, Mistral, Phi, Cohere, ... as a
+    service), the model inference API (``/models``) and the Foundry / Azure OpenAI v1 API.
 
     ``complete()`` posts ``{"prompt": ...}`` to the completions route and ``chat()`` posts
     ``{"messages": [...]}`` to the chat completions route, whatever route the URL named.
     """
 
     family: ClassVar[str] = "openai"
-    supported_api_types: ClassVar[tuple[ApiType, ...]] = (ApiType.SERVERLESS,)
+    supported_api_types: ClassVar[tuple[ApiType, ...]] = (
+        ApiType.SERVERLESS,
+        ApiType.MODELS,
+        ApiType.OPENAI_V1,
+    )
     supports_chat: ClassVar[bool] = True
-    stream_api_types: ClassVar[tuple[ApiType, ...]] = (ApiType.SERVERLESS,)
+    supports_tools: ClassVar[bool] = True
+    supports_images: ClassVar[bool] = True
+    stream_api_types: ClassVar[tuple[ApiType, ...]] = supported_api_types
 
     @property
     def name(self) -> str:
