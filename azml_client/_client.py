@@ -837,24 +837,24 @@ class EndpointClient:
         result with holes; ``usage`` is the sum over all requests.
         """
         from ._bulk import BatchRun
-        from ._embeddings import embeddings_body
 
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigurationError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         self._ensure_open()
-        url = self._route("embeddings", "embed_many()")
-        chosen = self._model(model) if self.api_type.openai_wire else model
+        self._route("embeddings", "embed_many()")
+        if self.api_type.openai_wire:
+            self._model(model)  # the v1 API's missing model fails here, not once per request
         opts = CallOptions(max_retries=replace(self._policy, max_rate_limit_retries=50))
 
+        options = {
+            "input_type": input_type,
+            "encoding_format": encoding_format,
+            "dimensions": dimensions,
+            "model": model,
+        }
+
         async def call(item: Item, hook: AttemptHook) -> Embeddings:
-            body = embeddings_body(
-                list(item.payload),
-                input_type=input_type,
-                encoding_format=encoding_format,
-                dimensions=dimensions,
-                model=chosen,
-            )
-            return await self._embed(url, body, len(item.payload), opts, hook=hook)
+            return await self._embed_item(item, options, opts, hook)
 
         run = BatchRun(
             cast("ItemCaller", call),
@@ -936,6 +936,30 @@ class EndpointClient:
                 )
             )
         return url
+
+    async def _embed_item(
+        self, item: Item, params: Mapping[str, Any], opts: CallOptions, hook: AttemptHook
+    ) -> Embeddings:
+        """A bulk embeddings item: its texts, with the run's options under the item's own."""
+        from ._embeddings import embeddings_body
+
+        merged = {**{k: v for k, v in params.items() if v is not None}, **item.params}
+        unknown = sorted(set(merged) - {"input_type", "encoding_format", "dimensions", "model"})
+        if unknown:
+            raise ConfigurationError(
+                f"embeddings take input_type, encoding_format, dimensions and model, not "
+                f"{', '.join(unknown)}"
+            )
+        model = merged.get("model")
+        body = embeddings_body(
+            list(item.payload),
+            input_type=merged.get("input_type"),
+            encoding_format=merged.get("encoding_format"),
+            dimensions=merged.get("dimensions"),
+            model=self._model(model) if self.api_type.openai_wire else model,
+        )
+        url = self._route("embeddings", "embeddings")
+        return await self._embed(url, body, len(item.payload), opts, hook=hook)
 
     async def _embed(
         self,
@@ -1021,6 +1045,8 @@ class EndpointClient:
         opts = CallOptions(max_retries=policy)
 
         async def call(item: Item, hook: AttemptHook) -> Completion:
+            if item.kind == "embed":
+                return cast(Completion, await self._embed_item(item, params, opts, hook))
             merged = {**common, **item.params}
             if item.kind == "chat":
                 return await self._chat(item.payload, merged, opts, hook=hook, checked=True)

@@ -704,3 +704,20 @@ async def test_stream_options_are_the_callers_when_given() -> None:
             _ = [c async for c in other]
     assert "stream_options" not in body_of(route, 0)
     assert body_of(route, 1)["stream_options"] == {"include_usage": False}
+
+
+@respx.mock
+async def test_batch_items_with_input_are_embedded() -> None:
+    route = respx.post(f"{MODELS_BASE}/embeddings").mock(
+        return_value=httpx.Response(200, json=_embedding_answer([[0.5]]))
+    )
+    items = [{"input": "a"}, {"input": ["b"], "params": {"input_type": "query"}}, {"input": 3}]
+    async with client_for(MODELS_BASE) as client:
+        results = await client.batch(items, concurrency=1, dimensions=1)
+    assert [type(r).__name__ for r in results] == ["Embeddings", "Embeddings", "ConfigurationError"]
+    assert results.stats.succeeded == 2
+    assert body_of(route, 0) == {"input": ["a"], "dimensions": 1}
+    assert body_of(route, 1) == {"input": ["b"], "input_type": "query", "dimensions": 1}
+    async with client_for(MODELS_BASE) as client:
+        (bad,) = await client.batch([{"input": "a"}], temperature=0.5)
+    assert isinstance(bad, ConfigurationError) and "not temperature" in str(bad)

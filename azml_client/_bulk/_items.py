@@ -20,8 +20,8 @@ __all__ = ["Item", "check_messages"]
 
 @dataclass(frozen=True, slots=True)
 class Item:
-    """A completion (``prompt``), a chat (``messages``) with its own model parameters, or a
-    batch of texts to embed (``embed``: built by ``embed_many()``, never from user input)."""
+    """A completion (``prompt``), a chat (``messages``) or texts to embed (``input``), with
+    its own parameters (for an embedding: ``input_type``, ``dimensions``, ...)."""
 
     kind: Literal["completion", "chat", "embed"]
     #: The prompt string, the validated list of messages, or a tuple of texts.
@@ -44,6 +44,8 @@ class Item:
                 raise ConfigurationError("an item's 'params' must be an object of model parameters")
             if "messages" in value:
                 return cls("chat", check_messages(value["messages"], "a batch item"), dict(params))
+            if "input" in value:
+                return cls("embed", _texts(value["input"]), dict(params))
             if "prompt" in value:
                 prompt = value["prompt"]
                 if not isinstance(prompt, str):
@@ -52,6 +54,21 @@ class Item:
                     )
                 return cls("completion", prompt, dict(params))
         raise ConfigurationError(
-            "a batch item is a prompt string, a list of messages, or a dict with 'prompt' or "
-            f"'messages' (and optional 'params'); got {type(value).__name__}: {value!r:.80}"
+            "a batch item is a prompt string, a list of messages, or a dict with 'prompt', "
+            "'messages' or 'input' (texts to embed), and optional 'params'; got "
+            f"{type(value).__name__}: {value!r:.80}"
         )
+
+
+def _texts(value: Any) -> tuple[str, ...]:
+    """The texts of an embeddings item: one string or a non-empty list of strings."""
+    texts = (value,) if isinstance(value, str) else value
+    if (
+        not isinstance(texts, list | tuple)
+        or not texts
+        or not all(isinstance(t, str) for t in texts)
+    ):
+        raise ConfigurationError(
+            "an item's 'input' must be a string or a non-empty list of strings to embed"
+        )
+    return tuple(texts)
