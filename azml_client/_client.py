@@ -205,7 +205,10 @@ class EndpointClient:
         max_connections: int | NotGiven = NOT_GIVEN,
         max_keepalive_connections: int | NotGiven = NOT_GIVEN,
         keepalive_expiry: float | NotGiven = NOT_GIVEN,
+        **unknown: Any,
     ) -> None:
+        if unknown:
+            raise ConfigurationError(unknown_arguments(unknown, "EndpointClient"))
         if credential is not None and api_key is not None:
             raise ConfigurationError("pass either api_key or credential, not both")
         if http_client is not None and transport is not None:
@@ -1356,6 +1359,46 @@ async def _embedding_items(
                 yield item
     if chunk:
         yield Item("embed", tuple(chunk))
+
+
+#: LangChain's ``AzureMLOnlineEndpoint`` arguments and what they are called here.
+_LANGCHAIN_NAMES = {
+    "endpoint_api_key": "api_key",
+    "endpoint_api_type": "api_type",
+    "content_formatter": "formatter",
+    "azureml_endpoint": "endpoint_url",
+    "base_url": "endpoint_url",
+    "azure_endpoint": "endpoint_url",
+    "deployment": "deployment_name",
+    "azure_deployment": "deployment_name (or model= on the OpenAI v1 API)",
+    "request_timeout": "timeout",
+    "temperature": "model_kwargs={'temperature': ...}",
+    "max_tokens": "model_kwargs={'max_tokens': ...}",
+    "max_new_tokens": "model_kwargs={'max_new_tokens': ...}",
+}
+
+
+def unknown_arguments(unknown: Mapping[str, Any], where: str) -> str:
+    """The message for arguments ``where`` does not take: each with the name it has here."""
+    import difflib
+    import inspect
+
+    known = [
+        name
+        for name in inspect.signature(EndpointClient.__init__).parameters
+        if name not in ("self", "unknown")
+    ]
+    hints = []
+    for name in sorted(unknown):
+        if name in _LANGCHAIN_NAMES:
+            hints.append(f"{name} (LangChain's name): use {_LANGCHAIN_NAMES[name]}")
+            continue
+        close = difflib.get_close_matches(name, known, n=1)
+        hints.append(f"{name}: did you mean {close[0]}?" if close else f"{name}: not a setting")
+    return (
+        f"{where}() got unknown arguments: {'; '.join(hints)}. For LangChain's classes as they "
+        "are, use azml_client.langchain"
+    )
 
 
 def _check_budget(budget: Any) -> RateBudget | None:

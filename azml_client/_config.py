@@ -186,7 +186,8 @@ def resolve_routes(url: str, api_type: ApiType) -> Routes:
     route (``/chat/completions``, ``/completions``, ``/embeddings``, ...) gives its base, and
     each call kind is posted to its own route under it, so ``chat()`` never sends a prompt body
     to a completions route or the reverse. A base URL without a route gets its kind's prefix
-    unless it ends so already: ``/v1`` (serverless), ``/models``, ``/openai/v1``. The v1 API has no ``/info`` nor image embeddings.
+    unless it ends so already: ``/v1`` (serverless), ``/models``, ``/openai/v1``. The v1 API
+    has no ``/info`` nor image embeddings.
     """
     parsed = httpx.URL(url)
     path = parsed.path.rstrip("/")

@@ -95,6 +95,12 @@ class ApiType(str, enum.Enum):
     OPENAI_V1 = "openai_v1"
     """The Foundry / Azure OpenAI v1 API (``.../openai/v1/chat/completions``; needs ``model``)."""
 
+    # LangChain's lower-case spelling (``AzureMLEndpointApiType.dedicated``), as aliases.
+    dedicated = "dedicated"
+    serverless = "serverless"
+    models = "models"
+    openai_v1 = "openai_v1"
+
     def __str__(self) -> str:
         return self.value
 

@@ -41,7 +41,7 @@ from pydantic import SecretStr
 from ._client import EndpointClient, FormatterArg, Message, config_arguments
 from ._config import ClientSettings
 from ._constants import NOT_GIVEN, ApiType, ExtraParameters, NotGiven
-from ._exceptions import ClientClosedError
+from ._exceptions import ClientClosedError, ConfigurationError
 from ._retry import RetryPolicy
 from ._types import (
     ChatCompletion,
@@ -282,7 +282,12 @@ class SyncEndpointClient:
         max_connections: int | NotGiven = NOT_GIVEN,
         max_keepalive_connections: int | NotGiven = NOT_GIVEN,
         keepalive_expiry: float | NotGiven = NOT_GIVEN,
+        **unknown: Any,
     ) -> None:
+        if unknown:
+            from ._client import unknown_arguments
+
+            raise ConfigurationError(unknown_arguments(unknown, "SyncEndpointClient"))
         client = EndpointClient(
             endpoint_url,
             api_key,

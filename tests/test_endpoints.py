@@ -721,3 +721,27 @@ async def test_batch_items_with_input_are_embedded() -> None:
     async with client_for(MODELS_BASE) as client:
         (bad,) = await client.batch([{"input": "a"}], temperature=0.5)
     assert isinstance(bad, ConfigurationError) and "not temperature" in str(bad)
+
+
+@pytest.mark.parametrize("cls", [EndpointClient, SyncEndpointClient])
+def test_langchain_argument_names_get_the_azml_name(cls: Any) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        cls(
+            endpoint_url=DEDICATED_URL,
+            endpoint_api_key=CANARY_KEY,
+            content_formatter="llama",
+            timout=3,
+        )
+    message = str(caught.value)
+    assert "endpoint_api_key (LangChain's name): use api_key" in message
+    assert "content_formatter (LangChain's name): use formatter" in message
+    assert "timout: did you mean timeout?" in message
+    assert "azml_client.langchain" in message
+    assert CANARY_KEY not in message
+
+
+def test_api_type_takes_langchains_lower_case_members() -> None:
+    assert ApiType.dedicated is ApiType.DEDICATED
+    assert ApiType.serverless is ApiType.SERVERLESS
+    assert client_for(DEDICATED_URL, api_type=ApiType.dedicated).api_type is ApiType.DEDICATED
+    assert [t.value for t in ApiType] == ["dedicated", "serverless", "models", "openai_v1"]
