@@ -1,10 +1,22 @@
 """A local emulator of Azure ML endpoints, for tests and demos without Azure.
 
-It serves the dedicated ``POST /score`` route in the wire format of a chosen model family
-(``gpt2``, ``dolly``, ``hf``, ``tgi``, ``llama``, ``llama-chat``, ``vllm``, ``bart``) with several
-deployments and a traffic split, the serverless OpenAI-style routes (``/v1/chat/completions``,
-``/completions``, ``/info``...) with streaming, and seeded faults (429, 408, 424, 5xx, cut streams,
-broken JSON). It is written from the wire facts alone and never imports the client.
+It serves, on one port:
+
+- the dedicated ``POST /score`` route in the wire format of a chosen model family (``gpt2``,
+  ``dolly``, ``hf``, ``tgi``, ``llama``, ``llama-chat``, ``vllm``, ``bart``) with several
+  deployments and a traffic split (``score_url``);
+- the serverless OpenAI-style routes ``/v1/...`` and at the root: ``chat/completions``,
+  ``completions``, ``embeddings``, ``images/embeddings``, ``GET info`` (``serverless_url``);
+- the model-inference API under ``/models/...`` (same routes, ``api-version`` required;
+  ``models_url``);
+- the OpenAI v1 API under ``/openai/v1/...``: ``chat/completions``, ``completions``,
+  ``embeddings``, ``GET models``, OpenAI's error shape, for the official ``openai`` SDK
+  (``openai_v1_url``).
+
+Chats stream, call tools (arguments valid for the tool's JSON schema) and answer
+``response_format`` JSON; embeddings are deterministic unit vectors; seeded faults (429, 408,
+424, 5xx, cut streams, broken JSON) apply to every inference route. It is written from the wire
+facts alone and never imports the client.
 
 Example::
 

@@ -1,14 +1,16 @@
 """The emulator as a plain ASGI 3 application: the front door, the router and the model containers.
 
 A request goes through what Azure puts in front of a model, in this order: route and method,
-key (401), token-bucket rate limit (429), deployment routing (404), pending-request limit (429),
-latency and timeout (408), injected errors (503/500/424/408), then the model container itself,
-whose non-200 answers the front door wraps in a 424 (wire-formats.md 4.1).
+key (401), ``api-version`` on ``/models`` (400), token-bucket rate limit (429), deployment
+routing (404), pending-request limit (429), latency and timeout (408), injected errors
+(503/500/424/408), then the model container itself, whose non-200 answers the front door wraps
+in a 424 (wire-formats.md 4.1). ``/info`` and ``GET /openai/v1/models`` are answered at the
+front door, before the rate limit. Routes and their APIs are in ``_routes``; on ``/openai/v1``
+every error, injected ones included, has OpenAI's shape (``_errors``).
 """
 
 from __future__ import annotations
 
-import hmac
 import re
 import secrets
 import uuid
@@ -18,6 +20,12 @@ from http import HTTPStatus
 import anyio
 
 from azml_client.emulator._config import Deployment, EmulatorConfig
+from azml_client.emulator._errors import (
+    Api,
+    front_door_error,
+    platform_error,
+    validation_error,
+)
 from azml_client.emulator._families import ContainerReply, fms_error_in_200, score
 from azml_client.emulator._faults import FaultInjector, retry_after_headers
 from azml_client.emulator._http import (
@@ -33,23 +41,17 @@ from azml_client.emulator._http import (
     send_response,
     text_response,
 )
-from azml_client.emulator._serverless import ServerlessContext, complete, info
+from azml_client.emulator._routes import (
+    ROUTES,
+    Route,
+    api_of_path,
+    api_version_problem,
+    authorized,
+)
+from azml_client.emulator._serverless import ServerlessContext, complete, info, model_list
 from azml_client.emulator._stats import EmulatorStats
 
 __all__ = ["EmulatorApp", "create_app"]
-
-#: path -> (method, kind). Dedicated ``/score`` (wire-formats.md 1.1); serverless and
-#: model-inference routes with and without ``/v1`` (3.1).
-ROUTES: dict[str, tuple[str, str]] = {
-    "/score": ("POST", "score"),
-    "/v1/completions": ("POST", "completions"),
-    "/completions": ("POST", "completions"),
-    "/v1/chat/completions": ("POST", "chat"),
-    "/chat/completions": ("POST", "chat"),
-    "/models/chat/completions": ("POST", "chat"),
-    "/info": ("GET", "info"),
-    "/v1/info": ("GET", "info"),
-}
 
 # Message of the routing failure, quoted from Microsoft's batch-endpoint troubleshooting page
 # (MicrosoftDocs/azure-ai-docs how-to-troubleshoot-batch-endpoints.md, "No valid deployments to
@@ -66,18 +68,15 @@ _CLIENT_ID_JUNK = re.compile(r"[^A-Za-z0-9_-]")
 
 @dataclass(frozen=True)
 class _Target:
-    kind: str
+    route: Route
     deployment: Deployment | None
 
 
-def front_door_error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
-    """Platform error body, flat model-inference schema ``{"error", "message", "status"}``.
-
-    The managed-online front door's own bodies are not documented (wire-formats.md 6); the
-    model-inference reference gives this schema for 401/404/429 (4.3), so both APIs use it.
-    """
-    payload = {"error": HTTPStatus(status).phrase, "message": message, "status": status}
-    return json_response(status, payload, headers)
+def _upstream_timeout(api: Api, headers: dict[str, str] | None = None) -> Response:
+    # The front door's 408 text (wire-formats.md 4.1); on /openai/v1 in OpenAI's error shape.
+    if api == "openai":
+        return platform_error(api, 408, "upstream request timeout", headers)
+    return text_response(408, "upstream request timeout", headers)
 
 
 def _tracing_headers(headers: dict[str, str]) -> dict[str, str]:
@@ -111,6 +110,7 @@ class EmulatorApp:
             extra_parameters_default=config.extra_parameters_default,
             token_latency=config.faults.token_latency,
             cut_stream=lambda: self._faults.chance(config.faults.stream_cut),
+            embedding_dimensions=config.embedding_dimensions,
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -120,7 +120,7 @@ class EmulatorApp:
         request = await read_request(scope, receive)
         path = request.path.rstrip("/") or "/"
         route = ROUTES.get(path)
-        name = f"{route[0]} {path}" if route else "other"
+        name = f"{route.method} {path}" if route else "other"
         tracing = _tracing_headers(request.headers)
         answer = self._check(request, path, route)
         if isinstance(answer, _Target):
@@ -128,7 +128,7 @@ class EmulatorApp:
             if limit is not None and self.stats.in_flight >= limit:
                 # [TSG]: more than 2 * max_concurrent_requests_per_instance * instance_count.
                 self.stats.pending_rejected += 1
-                answer = front_door_error(429, "Too many pending requests")
+                answer = platform_error(answer.route.api, 429, "Too many pending requests")
             else:
                 self.stats.enter()
                 try:
@@ -139,41 +139,37 @@ class EmulatorApp:
                 return
         await self._send(send, name, answer, tracing)
 
-    def _check(
-        self, request: Request, path: str, route: tuple[str, str] | None
-    ) -> Response | _Target:
+    def _check(self, request: Request, path: str, route: Route | None) -> Response | _Target:
         if route is None:
+            api = api_of_path(path)
+            if api == "openai":  # OpenAI's own wording for an unknown path
+                return platform_error(api, 404, f"Invalid URL ({request.method} {path})")
             return front_door_error(404, f"Route {path} was not found.")
-        method, kind = route
-        if request.method != method:
-            return front_door_error(405, "Method not allowed")
-        if not self._authorized(request, serverless=kind != "score"):
-            return front_door_error(401, "Missing or invalid authorization key.")
-        if kind == "info":
+        api = route.api
+        if request.method != route.method:
+            return platform_error(api, 405, "Method not allowed")
+        if not authorized(request, api, self.api_key):
+            return platform_error(api, 401, "Missing or invalid authorization key.")
+        problem = api_version_problem(request, api)
+        if problem is not None:  # checked by the front door: no rate-limit token is spent
+            return validation_error(400, problem)
+        if route.kind == "info":
             return info(self.config.model_name)
+        if route.kind == "models":
+            return model_list(self.config.model_name)
         wait = self._faults.rate_limited()
         if wait:
             self.stats.rate_limited += 1
             headers = retry_after_headers(wait)
             message = f"Rate limit is exceeded. Try again in {headers['retry-after']} seconds."
-            return front_door_error(429, message, headers)
-        if kind != "score":
-            return _Target(kind, None)
+            return platform_error(api, 429, message, headers)
+        if route.kind != "score":
+            return _Target(route, None)
         deployment = self._pick_deployment(request)
         if deployment is None:
             return front_door_error(404, NO_DEPLOYMENT)
         self.stats.by_deployment[deployment.name] += 1
-        return _Target(kind, deployment)
-
-    def _authorized(self, request: Request, *, serverless: bool) -> bool:
-        # Dedicated: "Authorization: Bearer <key>" ([AUTH]). Serverless also takes the raw key,
-        # as Microsoft's webrequests notebooks send it (wire-formats.md 3.2).
-        value = request.headers.get("authorization", "").strip()
-        scheme, _, token = value.partition(" ")
-        key = self.api_key.encode()
-        if scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), key):
-            return True
-        return serverless and hmac.compare_digest(value.encode(), key)
+        return _Target(route, deployment)
 
     def _pick_deployment(self, request: Request) -> Deployment | None:
         deployments = self.config.effective_deployments
@@ -189,23 +185,26 @@ class EmulatorApp:
         headers = {"azureml-model-deployment": target.deployment.name} if target.deployment else {}
         if self._faults.timed_out:
             await anyio.sleep(faults.request_timeout_ms / 1000)
-            return text_response(408, "upstream request timeout", headers)
+            return _upstream_timeout(target.route.api, headers)
         if faults.latency:
             await anyio.sleep(faults.latency)
         injected = self._faults.pick_error()
+        api = target.route.api
         answer: Response | StreamResponse
         if injected == 408:
-            answer = text_response(408, "upstream request timeout")
+            answer = _upstream_timeout(api)
         elif injected == 424:
             answer = self._model_error(ContainerReply(500, {"message": _SCRIPT_FAILED}), force=True)
+            if api == "openai":
+                answer = platform_error(api, 424, _SCRIPT_FAILED, answer.headers)
         elif injected is not None:
-            answer = front_door_error(injected, HTTPStatus(injected).description)
+            answer = platform_error(api, injected, HTTPStatus(injected).description)
         elif target.deployment is not None:
             answer = await self._score(request, target.deployment)
         else:
-            answer = await complete(
-                "chat" if target.kind == "chat" else "completions", request, self._serverless
-            )
+            kind = target.route.kind
+            assert kind in ("chat", "completions", "embeddings", "image_embeddings")
+            answer = await complete(kind, api, request, self._serverless)
         answer.headers.update(headers)
         return answer
 

@@ -13,11 +13,14 @@ from dataclasses import dataclass, field
 
 from azml_client.emulator._families import FAMILIES
 
-__all__ = ["Deployment", "EmulatorConfig", "Faults"]
+__all__ = ["MAX_EMBEDDING_DIMENSIONS", "Deployment", "EmulatorConfig", "Faults"]
 
 #: Values of the ``extra-parameters`` header understood by the Microsoft foundation-model-serve
 #: container (``request_adapter.py``); wire-formats.md section 3.4.
 EXTRA_PARAMETERS_OPTIONS = ("error", "drop", "pass-through")
+
+#: Largest embedding length the emulator makes (its own cap, for ``dimensions`` too).
+MAX_EMBEDDING_DIMENSIONS = 4096
 
 
 def _check_fraction(name: str, value: float) -> None:
@@ -164,6 +167,7 @@ class EmulatorConfig:
         wrap_model_errors: Answer container errors as the managed-online front door does: 424
             with ``ms-azureml-model-error-*`` headers. ``False`` returns the container's own status.
         default_max_tokens: Token budget when a request names none.
+        embedding_dimensions: Length of an embedding when the request sends no ``dimensions``.
     """
 
     api_key: str | None = field(default=None, repr=False)
@@ -176,6 +180,7 @@ class EmulatorConfig:
     extra_parameters_default: str = "error"
     wrap_model_errors: bool = True
     default_max_tokens: int = 64
+    embedding_dimensions: int = 256
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "deployments", tuple(self.deployments))
@@ -187,6 +192,10 @@ class EmulatorConfig:
             raise ValueError(f"extra_parameters_default must be one of {EXTRA_PARAMETERS_OPTIONS}")
         if self.default_max_tokens < 0:
             raise ValueError("default_max_tokens must not be negative")
+        if not 1 <= self.embedding_dimensions <= MAX_EMBEDDING_DIMENSIONS:
+            raise ValueError(
+                f"embedding_dimensions must be between 1 and {MAX_EMBEDDING_DIMENSIONS}"
+            )
 
     @property
     def effective_deployments(self) -> tuple[Deployment, ...]:

@@ -118,6 +118,16 @@ class EmulatorServer:
         return f"{self.base_url}/v1"
 
     @property
+    def models_url(self) -> str:
+        """The model-inference base URL, ``base_url + "/models"`` (send ``?api-version=``)."""
+        return f"{self.base_url}/models"
+
+    @property
+    def openai_v1_url(self) -> str:
+        """The OpenAI v1 base URL, ``base_url + "/openai/v1"`` (``openai.OpenAI(base_url=...)``)."""
+        return f"{self.base_url}/openai/v1"
+
+    @property
     def running(self) -> bool:
         """Whether the server thread is alive."""
         return self._thread is not None and self._thread.is_alive()
