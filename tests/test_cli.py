@@ -256,6 +256,11 @@ def test_emulate_serves_until_sigterm() -> None:
         score_url = re.search(r"^  dedicated\s+(\S+)", text, re.M)
         key = re.search(r"AZUREML_ENDPOINT_API_KEY=(\S+)", text)
         assert score_url and key, text
+        base = score_url[1].removesuffix("/score")
+        assert re.search(rf"^  serverless\s+{base}/v1\s", text, re.M), text
+        assert re.search(rf"^  models\s+{base}/models\s.*api-version", text, re.M), text
+        openai_url = re.search(rf"^  openai_v1\s+({base}/openai/v1)\s", text, re.M)
+        assert openai_url, text
         assert "rate_limit_rps=100" in text
         body = {"input_data": {"input_string": ["Hello"], "parameters": {"max_new_tokens": 4}}}
         headers = {"Authorization": f"Bearer {key[1]}"}
@@ -267,23 +272,43 @@ def test_emulate_serves_until_sigterm() -> None:
         )
         assert result.returncode == 0, result.stderr
         assert result.stdout.strip()
+        # The v1 URL as printed, with a model, as a Foundry user would call it.
+        v1 = azml(
+            "chat",
+            "Hi",
+            "--endpoint-url",
+            openai_url[1],
+            "--model",
+            "my-gpt",
+            "--json",
+            AZUREML_ENDPOINT_API_KEY=key[1],
+        )
+        assert v1.returncode == 0, v1.stderr
+        assert json.loads(v1.stdout)["text"]
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=15)
     assert proc.returncode == 0, err
     assert "Traceback" not in err
-    assert "stopped after 2 requests (200: 2)" in err
+    assert "stopped after 3 requests (200: 3)" in err
 
 
 # -- in-process: flags, messages, plans -------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", [[], ["complete"], ["chat"], ["batch"], ["emulate"]])
+@pytest.mark.parametrize(
+    "command", [[], ["complete"], ["chat"], ["embed"], ["info"], ["batch"], ["emulate"]]
+)
 def test_help_of_every_command(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main([*command, "--help"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("usage: azml")
     assert "AZUREML_ENDPOINT_API_KEY" in out or command == ["emulate"]
+    if command not in ([], ["emulate"]):
+        assert "--api-type KIND" in out and "--model NAME" in out
+        assert "openai_v1" in out
+    if command == ["batch"]:
+        assert "--task {generate,embeddings}" in out and '"vector": [...]' in out
 
 
 def test_usage_and_configuration_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:

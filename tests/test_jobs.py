@@ -16,7 +16,14 @@ from typing import Any
 import httpx
 import pytest
 
-from azml_client import Completion, EndpointClient, RetryPolicy, ServerError, Usage
+from azml_client import (
+    Completion,
+    ConfigurationError,
+    EndpointClient,
+    RetryPolicy,
+    ServerError,
+    Usage,
+)
 from azml_client._bulk import Item
 from azml_client._bulk._jobs import (
     BatchJob,
@@ -519,3 +526,154 @@ async def test_against_the_emulator_failures_then_resume(tmp_path: Path) -> None
     assert sorted(ids(records)) == sorted(i["id"] for i in items)
     assert all(r["ok"] and r["text"] for r in records)
     assert second.success
+
+
+# -- task="embeddings" -------------------------------------------------------------------------
+
+MODELS_URL = "https://res.services.ai.azure.com/models"
+
+
+def embed_client(
+    sent: list[dict[str, Any]] | None = None, fail: set[str] | None = None
+) -> EndpointClient:
+    """A real client of a model inference endpoint over an in-process transport: each text's
+    vector is ``[len(text), dimensions or 0]``; a text in ``fail`` gets a 400."""
+    fail = fail or set()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.url.path == "/models/embeddings", request.url
+        body = json.loads(request.content)
+        if sent is not None:
+            sent.append(body)
+        if fail & set(body["input"]):
+            return httpx.Response(400, json={"error": {"message": "refused"}})
+        data = [
+            {"index": i, "embedding": [float(len(text)), float(body.get("dimensions", 0))]}
+            for i, text in enumerate(body["input"])
+        ]
+        usage = {"prompt_tokens": len(body["input"]), "total_tokens": len(body["input"])}
+        return httpx.Response(200, json={"data": data, "usage": usage, "model": "emb"})
+
+    return EndpointClient(
+        MODELS_URL,
+        "k",
+        transport=httpx.MockTransport(handler),
+        retry=RetryPolicy(backoff_base=0.001),
+    )
+
+
+def texts_sent(sent: list[dict[str, Any]]) -> list[str]:
+    return sorted(text for body in sent for text in body["input"])
+
+
+async def test_embeddings_task_writes_vectors_and_counts_tokens(tmp_path: Path) -> None:
+    src = write_lines(
+        tmp_path / "in.jsonl",
+        [
+            {"id": "one", "input": "abc"},
+            {"id": "list", "input": ["a", "bb"], "params": {"dimensions": 2}},
+            {"input": ["single in a list"]},
+            {"id": "meta", "input": "x", "prompt": "ignored: the task reads 'input'"},
+        ],
+    )
+    out = tmp_path / "out.jsonl"
+    sent: list[dict[str, Any]] = []
+    async with embed_client(sent) as client:
+        job = BatchJob(src, out, task="embeddings", params={"dimensions": 8, "input_type": "query"})
+        summary = await job.run(client)
+    records = {r["id"]: r for r in read_out(out)}
+    one = records["one"]
+    assert set(one) == {"id", "ok", "vector", "usage", "attempts", "latency_ms"}
+    assert one["vector"] == [3.0, 8.0]  # the job's dimensions
+    assert records["list"]["vectors"] == [[1.0, 2.0], [2.0, 2.0]]  # the line's own params win
+    assert records[3]["vectors"] == [[16.0, 8.0]]  # a list of one is still a list
+    assert records["meta"]["vector"] == [1.0, 8.0]
+    assert one["usage"] == {"prompt_tokens": 1, "total_tokens": 1}
+    assert all(body["input_type"] == "query" for body in sent)
+    assert (summary.ok, summary.tokens_in, summary.tokens_out) == (4, 5, 0)
+    assert summary.success
+
+
+async def test_embeddings_task_bad_lines_and_failures(tmp_path: Path) -> None:
+    src = write_lines(
+        tmp_path / "in.jsonl",
+        [
+            {"id": "ok", "input": "fine"},
+            {"id": "p", "prompt": "not for this task"},
+            {"id": "e", "input": []},
+            {"id": "n", "input": ["a", 1]},
+            {"id": "x", "input": "t", "params": {"max_tokens": 3}},
+            {"id": "f", "input": "refuse me"},
+        ],
+    )
+    out = tmp_path / "out.jsonl"
+    problems: list[InputProblem] = []
+    async with embed_client(fail={"refuse me"}) as client:
+        summary = await run_job(client, src, out, task="embeddings", on_problem=problems.append)
+    assert [p.line for p in problems] == [2, 3, 4, 5]
+    assert "no 'input'" in problems[0].message and "--task generate" in problems[0].message
+    assert "non-empty list of strings" in problems[1].message
+    assert "non-empty list of strings" in problems[2].message
+    assert "not max_tokens" in problems[3].message
+    records = {r["id"]: r for r in read_out(out)}
+    assert set(records) == {"ok", "f"}
+    assert records["f"]["ok"] is False and records["f"]["error"]["status"] == 400
+    assert (summary.ok, summary.failed, summary.bad_input) == (1, 1, 4)
+
+
+async def test_generate_task_reports_input_lines_and_ignores_an_input_key(
+    tmp_path: Path,
+) -> None:
+    src = write_lines(
+        tmp_path / "in.jsonl",
+        [{"id": "e", "input": "embed me?"}, {"id": "p", "prompt": "hi", "input": "metadata"}],
+    )
+    out = tmp_path / "out.jsonl"
+    problems: list[InputProblem] = []
+    async with echo_client() as client:
+        summary = await run_job(client, src, out, on_problem=problems.append)
+    assert [str(p) for p in problems] == [
+        "line 1: no 'prompt' or 'messages' (an 'input' line is embedded with --task embeddings)"
+    ]
+    [record] = read_out(out)
+    assert (record["id"], record["text"]) == ("p", "re:hi")
+    assert (summary.ok, summary.bad_input) == (1, 1)
+
+
+async def test_embeddings_resume_after_a_crash_sends_each_id_once(tmp_path: Path) -> None:
+    n = 30
+    rows = [{"id": i, "input": f"text {i}"} for i in range(n)]
+    src, out = write_lines(tmp_path / "in.jsonl", rows), tmp_path / "out.jsonl"
+    first: list[dict[str, Any]] = []
+    async with embed_client(first, fail={"text 4"}) as client:
+        one = await run_job(client, src, out, task="embeddings", concurrency=4)
+    assert texts_sent(first) == sorted(f"text {i}" for i in range(n))
+    assert (one.ok, one.failed) == (n - 1, 1)
+    # A crash after 12 whole lines and part of the 13th; the failed line may be among them.
+    lines = out.read_bytes().splitlines(keepends=True)
+    out.write_bytes(b"".join(lines[:12]) + lines[12][:15])
+    kept = {json.loads(line)["id"] for line in lines[:12] if json.loads(line)["ok"]}
+    second: list[dict[str, Any]] = []
+    async with embed_client(second) as client:
+        two = await run_job(client, src, out, task="embeddings", concurrency=4)
+    assert texts_sent(second) == sorted(f"text {i}" for i in range(n) if i not in kept)
+    assert (two.skipped, two.sent, two.ok) == (len(kept), n - len(kept), n - len(kept))
+    records = read_out(out)
+    assert sorted(ids(records)) == list(range(n))  # each id exactly once
+    assert all(r["ok"] and r["vector"] == [float(len(f"text {r['id']}")), 0.0] for r in records)
+
+
+def test_read_input_of_the_embeddings_task(tmp_path: Path) -> None:
+    src = write_lines(tmp_path / "in.jsonl", [{"input": "x"}, {"id": "l", "input": ["y"]}])
+    assert list(read_input(src, "embeddings")) == [
+        JobItem(1, 1, Item("embed", ("x",)), single=True),
+        JobItem("l", 2, Item("embed", ("y",))),
+    ]
+
+
+def test_a_job_refuses_an_unknown_task_or_embeddings_options(tmp_path: Path) -> None:
+    chat: Any = "chat"  # not a task
+    with pytest.raises(ConfigurationError, match="unknown task 'chat'"):
+        BatchJob(tmp_path / "in", tmp_path / "out", task=chat)
+    with pytest.raises(ConfigurationError, match="not max_tokens"):
+        BatchJob(tmp_path / "in", tmp_path / "out", task="embeddings", params={"max_tokens": 1})

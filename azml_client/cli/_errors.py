@@ -31,12 +31,25 @@ _FLAGS = {
     "api_key": "--api-key",
     "api_type": "--api-type",
     "deployment_name": "--deployment",
+    "model": "--model",
+    "api_version": "--api-version",
+    "input_type": "--input-type",
+    "encoding_format": "--encoding-format",
+    "dimensions": "--dimensions",
     "max_retries": "--max-retries",
     "max_rps": "--max-rps",
     "max_tpm": "--max-tpm",
     "formatter": "--formatter",
     "timeout": "--timeout",
     "concurrency": "--concurrency",
+}
+#: What to check when an answer has not the expected shape, by what was reading it.
+_FORMAT_HINT = "check --formatter (see 'azml formatters')"
+_FORMAT_HINTS = {
+    "embeddings": "check that --endpoint-url serves an embeddings model (and --api-type)",
+    "info": "check --endpoint-url and --api-type (GET /info of the model inference API)",
+    "response_format": "the model did not answer JSON fitting --response-format",
+    "tools": "the model's tool call is malformed: check --tools",
 }
 _ARGUMENT = re.compile(r"\b([a-z]+(?:_[a-z]+)+)\b(?:=\.\.\.)?|\b([a-z]+)=\.\.\.")
 
@@ -113,7 +126,7 @@ def describe_error(exc: BaseException) -> str:
             text += f" ({exc.url})"
         text += f" — check --endpoint-url / {ENV_ENDPOINT_URL}"
     elif isinstance(exc, ResponseFormatError):
-        text = f"{kind}: {exc} — check --formatter (see 'azml formatters')"
+        text = f"{kind}: {exc} — {_FORMAT_HINTS.get(exc.formatter, _FORMAT_HINT)}"
     elif isinstance(exc, ConfigurationError):
         text = _cli_terms(str(exc))
     elif isinstance(exc, OSError) and exc.strerror:

@@ -14,10 +14,13 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from .._constants import DEFAULT_MODELS_API_VERSION, ApiType
+from .._embeddings import ENCODING_FORMATS, INPUT_TYPES
 from .._exceptions import ConfigurationError
 from ..emulator._faults import FaultFlag, fault_flags
 
 __all__ = [
+    "API_TYPES",
     "build_parser",
     "faults_in_cli_terms",
     "faults_kwargs",
@@ -29,21 +32,32 @@ __all__ = [
 
 PROG = "azml"
 
-DESCRIPTION = """\
-Command line of azml-client: call Azure ML online endpoints and serverless endpoints, run
-resumable JSONL batch jobs, and serve a local endpoint emulator.
+#: The endpoint kinds --api-type accepts.
+API_TYPES = tuple(t.value for t in ApiType)
 
-The endpoint comes from --endpoint-url or AZUREML_ENDPOINT_URL; the key from the environment
+DESCRIPTION = """\
+Command line of azml-client: call Azure ML online endpoints, serverless endpoints, the Azure AI
+model inference API and the Foundry / Azure OpenAI v1 API (chat, completions, embeddings, model
+info), run resumable JSONL batch jobs, and serve a local endpoint emulator.
+
+The endpoint comes from --endpoint-url or AZUREML_ENDPOINT_URL, its kind from --api-type (else
+from the URL: .../score, .../v1, .../models, .../openai/v1); the key from the environment
 variable AZUREML_ENDPOINT_API_KEY (keep keys out of the command line). AZUREML_DEPLOYMENT_NAME,
-AZUREML_ENDPOINT_API_TYPE and AZUREML_TIMEOUT are read too. Add --emulator to any client
-command to run it against an embedded local emulator instead, no Azure needed.
+AZUREML_ENDPOINT_API_TYPE and AZUREML_TIMEOUT are read too. The v1 API needs --model (the
+deployment's name). Add --emulator to any client command to run it against an embedded local
+emulator instead, no Azure needed.
 """
 
 EPILOG = """\
 examples:
   azml complete "Write a haiku about rain" --emulator
   azml chat "Hi" --system "Answer in French" --emulator --stream
+  azml chat "Hi" --endpoint-url https://RES.openai.azure.com/openai/v1 --model gpt-4o-mini
+  azml chat "Weather in Paris?" --tools tools.json --json --emulator --api-type openai_v1
+  azml embed "first text" "second text" --emulator --dimensions 8
+  azml info --endpoint-url https://RES.services.ai.azure.com/models
   azml batch examples/prompts.jsonl -o results.jsonl --emulator --emulator-rate-limit 50
+  azml batch docs.jsonl -o vectors.jsonl --task embeddings --emulator --api-type openai_v1
   azml emulate --port 8000 --family vllm --rate-limit 20
   azml formatters
 
@@ -56,18 +70,31 @@ BATCH_DESCRIPTION = """\
 Send every line of IN.jsonl to the endpoint, with adaptive concurrency, and append one result
 line per item to OUT.jsonl.
 
+--task generate (the default): prompts and chats.
 Input lines:  {"id": ..., "prompt": "..."}  or  {"id": ..., "messages": [{"role": ..., ...}]}
               with an optional "params" object of model parameters (e.g. {"max_tokens": 64});
               "id" (a string or an integer) defaults to the line number.
 Output lines: {"id", "ok": true, "text", "finish_reason", "usage", "attempts", "latency_ms"}
-              {"id", "ok": false, "error": {"type", "status", "message", "request_id"},
+
+--task embeddings: texts to embed (a serverless, models or openai_v1 endpoint).
+Input lines:  {"id": ..., "input": "text"}  or  {"id": ..., "input": ["text", ...]}
+              with optional "params" ({"input_type": "query", "dimensions": 256}), which win
+              over --input-type, --dimensions and --encoding-format.
+Output lines: {"id", "ok": true, "vector": [...], "usage", "attempts", "latency_ms"}
+              ("vectors": [[...], ...] for a list input, one per text, in order)
+
+Failures:     {"id", "ok": false, "error": {"type", "status", "message", "request_id"},
                "attempts"}
+
+Keys a task does not read are ignored: an "input" key on a prompt line is not embedded, and a
+line without the task's keys is a bad input line.
 
 Resumable: run the same command again to skip the ids already done, retry the failed ones
 (their old lines are removed first, so each id appears once) and carry on after a crash or a
-kill at any moment. Bad input lines (invalid JSON, no prompt/messages, duplicate id) are
-reported on stderr with their line numbers, are not written to OUT and count as failures.
-OUT is locked while the batch runs: a second batch on it is refused.
+kill at any moment. Bad input lines (invalid JSON, no prompt/messages or no input, duplicate
+id) are reported on stderr with their line numbers, are not written to OUT and count as
+failures. OUT is locked while the batch runs: a second batch on it is refused. The summary
+counts tokens (embedded tokens as "in").
 
 Progress goes to stderr: a live bar on a terminal, else a plain line every
 --progress-interval seconds. The summary follows (on stdout with --json).
@@ -87,6 +114,18 @@ def _positive(text: str) -> float:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
     return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(_number(text, int))
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
+    return value
+
+
+def _api_type(text: str) -> str:
+    """``openai-v1`` and ``OpenAI_V1`` read as ``openai_v1`` (then argparse checks the choice)."""
+    return text.strip().lower().replace("-", "_")
 
 
 # -- emulator fault flags ----------------------------------------------------------------------
@@ -201,12 +240,30 @@ def _connection_parent() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False, parents=[_common_parent()])
     group = parent.add_argument_group("connection (the key is read from AZUREML_ENDPOINT_API_KEY)")
     group.add_argument(
-        "--endpoint-url", metavar="URL", help="scoring URL (default: $AZUREML_ENDPOINT_URL)"
+        "--endpoint-url",
+        metavar="URL",
+        help="endpoint URL: .../score, .../v1, .../models or .../openai/v1 "
+        "(default: $AZUREML_ENDPOINT_URL)",
     )
     group.add_argument(
         "--api-type",
-        choices=("dedicated", "serverless"),
-        help="endpoint kind (default: $AZUREML_ENDPOINT_API_TYPE, else inferred from the URL)",
+        type=_api_type,
+        choices=API_TYPES,
+        metavar="KIND",
+        help="endpoint kind: dedicated (/score), serverless (/v1), models (the model inference "
+        "API), openai_v1 (Foundry / Azure OpenAI v1) (default: $AZUREML_ENDPOINT_API_TYPE, "
+        "else inferred from the URL)",
+    )
+    group.add_argument(
+        "--model",
+        metavar="NAME",
+        help="model sent in OpenAI-style requests; on openai_v1 the Azure OpenAI deployment "
+        "name, required there",
+    )
+    group.add_argument(
+        "--api-version",
+        metavar="VERSION",
+        help=f"api-version query parameter (default on models: {DEFAULT_MODELS_API_VERSION})",
     )
     group.add_argument(
         "--deployment", metavar="NAME", help="deployment to call (default: the traffic split)"
@@ -214,7 +271,8 @@ def _connection_parent() -> argparse.ArgumentParser:
     group.add_argument(
         "--formatter",
         metavar="KEY",
-        help="model family, see 'azml formatters' (default: llama; openai on serverless)",
+        help="model family, see 'azml formatters' (default: llama on /score; openai on the "
+        "other kinds)",
     )
     group.add_argument(
         "--timeout", type=_positive, metavar="SECONDS", help="per-attempt timeout (default 60)"
@@ -231,7 +289,8 @@ def _connection_parent() -> argparse.ArgumentParser:
     emu.add_argument(
         "--emulator",
         action="store_true",
-        help="run against a local emulator started for this command (loopback, random key)",
+        help="run against a local emulator started for this command (loopback, random key); "
+        "--api-type picks the emulated kind (openai_v1 with a --model, default azml-emulator)",
     )
     emu.add_argument(
         "--emulator-family",
@@ -256,9 +315,28 @@ def _call_parent() -> argparse.ArgumentParser:
     group.add_argument(
         "--json",
         action="store_true",
-        help="print {text, finish_reason, usage, request_id, attempts} as JSON",
+        help="print {text, finish_reason, usage, request_id, attempts} as JSON, with "
+        "tool_calls when the model called tools (--stream: one line per chunk first)",
     )
     return parent
+
+
+def _add_embedding_flags(parser: argparse.ArgumentParser, title: str) -> None:
+    group = parser.add_argument_group(title)
+    group.add_argument(
+        "--dimensions",
+        type=_positive_int,
+        metavar="N",
+        help="length of each vector (if the model can)",
+    )
+    group.add_argument(
+        "--input-type", choices=INPUT_TYPES, help="what the texts are, for models that care"
+    )
+    group.add_argument(
+        "--encoding-format",
+        choices=ENCODING_FORMATS,
+        help="how vectors travel (base64 is decoded to numbers; default: the server's, float)",
+    )
 
 
 def _add_batch(sub: Any, conn: argparse.ArgumentParser) -> None:
@@ -267,8 +345,10 @@ def _add_batch(sub: Any, conn: argparse.ArgumentParser) -> None:
         parents=[conn],
         help="run a resumable JSONL batch job",
         usage=(
-            "%(prog)s IN.jsonl -o OUT.jsonl [--concurrency auto|N] [--max-rps RPS]\n"
-            "       [--max-tpm TPM] [--json] [--no-progress] [connection | --emulator]"
+            "%(prog)s IN.jsonl -o OUT.jsonl [--task generate|embeddings] [--concurrency auto|N]\n"
+            "       [--max-rps RPS] [--max-tpm TPM] [--json] [--no-progress]\n"
+            "       [--dimensions N] [--input-type TYPE] [--encoding-format FORMAT]\n"
+            "       [connection | --emulator]"
         ),
         description=BATCH_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -276,6 +356,12 @@ def _add_batch(sub: Any, conn: argparse.ArgumentParser) -> None:
     p.add_argument("input", metavar="IN.jsonl", help="input file, one JSON object per line")
     p.add_argument(
         "-o", "--output", required=True, metavar="OUT.jsonl", help="results file (appended to)"
+    )
+    p.add_argument(
+        "--task",
+        choices=("generate", "embeddings"),
+        default="generate",
+        help="generate: prompt/messages lines (default); embeddings: input lines",
     )
     p.add_argument(
         "--concurrency",
@@ -297,6 +383,7 @@ def _add_batch(sub: Any, conn: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="seconds between progress lines when stderr is not a terminal (default 5)",
     )
+    _add_embedding_flags(p, "embeddings (with --task embeddings)")
 
 
 def _add_emulate(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -309,8 +396,9 @@ def _add_emulate(sub: Any, common: argparse.ArgumentParser) -> None:
             "       [--deployment NAME=FAMILY[:TRAFFIC] ...] [--seed N] [fault flags]"
         ),
         description=(
-            "Serve an emulated Azure ML endpoint (dedicated /score and serverless /v1 routes) "
-            "until Ctrl-C or SIGTERM. Prints its URLs and key."
+            "Serve an emulated endpoint (dedicated /score, serverless /v1, the model inference "
+            "API under /models and the OpenAI v1 API under /openai/v1, with chat, completions, "
+            "embeddings and /info) until Ctrl-C or SIGTERM. Prints its URLs and key."
         ),
     )
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
@@ -367,12 +455,69 @@ def build_parser() -> argparse.ArgumentParser:
         help="answer a chat message",
         usage=(
             "%(prog)s MESSAGE [--system TEXT ...] [--stream] [--json] [--param K=V ...]\n"
+            "       [--tools FILE.json] [--response-format json_object|FILE.json]\n"
             "       [connection | --emulator]"
         ),
-        description="Send one user message (after optional system messages) and print the reply.",
+        description=(
+            "Send one user message (after optional system messages) and print the reply, and "
+            "the tool calls when the model made some."
+        ),
     )
     p.add_argument("message", metavar="MESSAGE", help="the user message ('-' reads stdin)")
     p.add_argument("--system", action="append", metavar="TEXT", help="a system message, repeatable")
+    p.add_argument(
+        "--tools",
+        metavar="FILE.json",
+        help="tools the model may call: a JSON list of {type: function, function: {name, "
+        "parameters}} (add --param tool_choice=required to force a call)",
+    )
+    p.add_argument(
+        "--response-format",
+        metavar="json_object|FILE.json",
+        help="ask for JSON: json_object, or a file holding a JSON schema (or a whole "
+        "response_format object); --json then adds 'parsed'",
+    )
+
+    p = sub.add_parser(
+        "embed",
+        parents=[conn],
+        help="embed texts and print the vectors",
+        usage=(
+            "%(prog)s TEXT [TEXT ...] [--dimensions N] [--input-type TYPE]\n"
+            "       [--encoding-format FORMAT] [--batch-size N] [--json] [connection | --emulator]"
+        ),
+        description=(
+            "Embed texts on a serverless, models or openai_v1 endpoint and print one vector per "
+            "text, in order, each as a JSON list on its own line (--json: one object with "
+            "vectors, usage, model, request_id, attempts). With --emulator the models API is "
+            "emulated unless --api-type says otherwise."
+        ),
+    )
+    p.add_argument(
+        "texts", nargs="+", metavar="TEXT", help="a text to embed; '-' reads one text per line"
+    )
+    p.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=64,
+        metavar="N",
+        help="texts per request when there are more (default 64)",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_embedding_flags(p, "embeddings")
+
+    p = sub.add_parser(
+        "info",
+        parents=[conn],
+        help="print what the endpoint says of its model (GET /info)",
+        usage="%(prog)s [--json] [connection | --emulator]",
+        description=(
+            "Print the model name, type and provider from GET /info of a models or serverless "
+            "endpoint (the v1 API and /score have none). With --emulator the models API is "
+            "emulated unless --api-type says otherwise."
+        ),
+    )
+    p.add_argument("--json", action="store_true", help="print the info as JSON")
 
     _add_batch(sub, conn)
 

@@ -1,20 +1,29 @@
 """Resumable, crash-safe JSONL batch jobs: the engine of ``azml batch``.
 
-Input (read line by line, never whole)::
+Input (read line by line, never whole), for the default task ``generate``::
 
     {"id": "q1", "prompt": "Write a haiku about rain", "params": {"max_tokens": 32}}
     {"id": "q2", "messages": [{"role": "user", "content": "Hi"}]}
 
+and for ``task="embeddings"`` (``params`` may hold ``input_type``, ``dimensions``, ...)::
+
+    {"id": "d1", "input": "a text to embed"}
+    {"id": "d2", "input": ["several", "texts"]}
+
 ``id`` (a string or an integer) defaults to the 1-based line number; ``params`` is optional.
-Blank lines are ignored. A bad line (invalid JSON, not an object, neither ``prompt`` nor
-``messages``, a malformed field, or an id seen before in the file) is reported through
-``on_problem`` with its line number, counted in :attr:`JobSummary.bad_input`, and **not** written
-to the output: the output only ever holds results, one line per id.
+Blank lines are ignored; keys the task does not read are ignored. A bad line (invalid JSON, not
+an object, without the task's ``prompt``/``messages`` or ``input``, a malformed field, or an id
+seen before in the file) is reported through ``on_problem`` with its line number, counted in
+:attr:`JobSummary.bad_input`, and **not** written to the output: the output only ever holds
+results, one line per id.
 
 Output (one line per finished id)::
 
     {"id": "q1", "ok": true, "text": "...", "finish_reason": "stop", "usage": {...},
      "attempts": 1, "latency_ms": 212}
+    {"id": "d1", "ok": true, "vector": [0.12, ...], "usage": {...}, "attempts": 1,
+     "latency_ms": 35}
+    {"id": "d2", "ok": true, "vectors": [[...], [...]], "usage": {...}, ...}
     {"id": "q2", "ok": false, "error": {"type": "ServerError", "status": 503, "message": "...",
      "request_id": "..."}, "attempts": 3}
 
@@ -55,8 +64,11 @@ objects), ``_ids`` (the compact id index), ``_paths`` (checks, the lock, :class:
 ``_job`` (the run).
 """
 
+from ._input import EMBEDDING_OPTIONS as EMBEDDING_OPTIONS
+from ._input import TASKS as TASKS
 from ._input import InputProblem as InputProblem
 from ._input import JobItem as JobItem
+from ._input import Task as Task
 from ._input import count_lines as count_lines
 from ._input import read_input as read_input
 from ._job import BatchJob as BatchJob
@@ -71,10 +83,13 @@ from ._paths import OutputLock as OutputLock
 from ._paths import check_paths as check_paths
 from ._summary import ErrorTally as ErrorTally
 from ._summary import JobSummary as JobSummary
+from ._summary import embeddings_record as embeddings_record
 from ._summary import error_record as error_record
 from ._summary import ok_record as ok_record
 
 __all__ = [
+    "EMBEDDING_OPTIONS",
+    "TASKS",
     "BatchJob",
     "BulkClient",
     "ErrorTally",
@@ -85,8 +100,10 @@ __all__ = [
     "OutputLock",
     "ResultWriter",
     "ResumeState",
+    "Task",
     "check_paths",
     "count_lines",
+    "embeddings_record",
     "encode_line",
     "error_record",
     "ok_record",

@@ -1,4 +1,9 @@
-"""The input of a job: JSONL lines parsed one at a time into items or numbered problems."""
+"""The input of a job: JSONL lines parsed one at a time into items or numbered problems.
+
+What a line must hold depends on the job's task: ``generate`` (the default) reads ``prompt`` or
+``messages``, ``embeddings`` reads ``input`` (a string or a list of strings). Other keys are
+ignored, so a prompt file with an ``input`` field kept as metadata runs as it did before.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import json
 import os
 from collections.abc import AsyncGenerator, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeGuard
+from typing import Any, Literal, TypeGuard
 
 import anyio.to_thread
 
@@ -14,9 +19,12 @@ from ..._exceptions import ConfigurationError
 from .._items import Item
 
 __all__ = [
+    "EMBEDDING_OPTIONS",
+    "TASKS",
     "InputProblem",
     "JobId",
     "JobItem",
+    "Task",
     "aread_input",
     "count_lines",
     "load_json",
@@ -25,6 +33,11 @@ __all__ = [
 ]
 
 JobId = str | int
+#: What a job does with each line: generate text (prompts, chats) or embed texts.
+Task = Literal["generate", "embeddings"]
+TASKS: tuple[Task, ...] = ("generate", "embeddings")
+#: What an embeddings line's ``params`` (and the job's) may set.
+EMBEDDING_OPTIONS = frozenset({"input_type", "encoding_format", "dimensions", "model"})
 #: Bytes of input lines read per trip to the worker thread.
 _READ_HINT = 1 << 16
 
@@ -36,6 +49,9 @@ class JobItem:
     id: JobId
     line: int
     item: Item
+    #: An embeddings line whose ``input`` is one string (not a list): its result is written as
+    #: one ``vector`` rather than a list of ``vectors``.
+    single: bool = False
 
 
 @dataclass(frozen=True)
@@ -61,7 +77,36 @@ def load_json(raw: bytes) -> Any:
         raise ValueError("nested too deeply") from None
 
 
-def _parse_line(raw: bytes, line: int) -> JobItem | InputProblem:
+def _generate_item(data: dict[str, Any], line: int) -> Item | InputProblem:
+    if "prompt" in data and "messages" in data:
+        return InputProblem(line, "give either 'prompt' or 'messages', not both")
+    if "prompt" not in data and "messages" not in data:
+        hint = " (an 'input' line is embedded with --task embeddings)" if "input" in data else ""
+        return InputProblem(line, f"no 'prompt' or 'messages'{hint}")
+    # Only the keys of this task: an extra "input" field does not turn a prompt into texts.
+    return Item.of({k: data[k] for k in ("prompt", "messages", "params") if k in data})
+
+
+def _embeddings_item(data: dict[str, Any], line: int) -> Item | InputProblem:
+    if "input" not in data:
+        hint = (
+            "; 'prompt' and 'messages' lines need the default --task generate"
+            if "prompt" in data or "messages" in data
+            else ""
+        )
+        return InputProblem(line, f"no 'input' (the text or list of texts to embed{hint})")
+    item = Item.of({"input": data["input"], "params": data.get("params")})
+    unknown = sorted(set(item.params) - EMBEDDING_OPTIONS)
+    if unknown:
+        return InputProblem(
+            line,
+            f"'params' of an embeddings line may set {', '.join(sorted(EMBEDDING_OPTIONS))}; "
+            f"not {', '.join(unknown)}",
+        )
+    return item
+
+
+def _parse_line(raw: bytes, line: int, task: Task = "generate") -> JobItem | InputProblem:
     try:
         data = load_json(raw)
     except ValueError as exc:  # includes UnicodeDecodeError
@@ -71,18 +116,19 @@ def _parse_line(raw: bytes, line: int) -> JobItem | InputProblem:
     item_id = data.get("id", line)
     if not valid_id(item_id):
         return InputProblem(line, f"'id' must be a string or an integer, got {item_id!r:.60}")
-    if "prompt" in data and "messages" in data:
-        return InputProblem(line, "give either 'prompt' or 'messages', not both")
-    if "prompt" not in data and "messages" not in data:
-        return InputProblem(line, "no 'prompt' or 'messages'")
     try:  # the one check of the item: the bulk run trusts it as it is
-        item = Item.of(data)
+        item = _embeddings_item(data, line) if task == "embeddings" else _generate_item(data, line)
     except ConfigurationError as exc:
         return InputProblem(line, str(exc))
-    return JobItem(item_id, line, item)
+    if isinstance(item, InputProblem):
+        return item
+    single = task == "embeddings" and isinstance(data["input"], str)
+    return JobItem(item_id, line, item, single=single)
 
 
-def read_input(path: str | os.PathLike[str]) -> Iterator[JobItem | InputProblem]:
+def read_input(
+    path: str | os.PathLike[str], task: Task = "generate"
+) -> Iterator[JobItem | InputProblem]:
     """Parse the input file lazily, one line at a time (blank lines are skipped).
 
     Duplicate ids are not detected here (that needs the job's state): see :class:`BatchJob`.
@@ -90,10 +136,12 @@ def read_input(path: str | os.PathLike[str]) -> Iterator[JobItem | InputProblem]
     with open(path, "rb") as fh:
         for line, raw in enumerate(fh, start=1):
             if raw.strip():
-                yield _parse_line(raw, line)
+                yield _parse_line(raw, line, task)
 
 
-async def aread_input(path: str) -> AsyncGenerator[JobItem | InputProblem, None]:
+async def aread_input(
+    path: str, task: Task = "generate"
+) -> AsyncGenerator[JobItem | InputProblem, None]:
     """:func:`read_input` with the reads in a worker thread, about 64 KiB at a time."""
     with open(path, "rb") as fh:  # noqa: ASYNC230 - opening is quick; the reads are in a thread
         line = 0
@@ -101,7 +149,7 @@ async def aread_input(path: str) -> AsyncGenerator[JobItem | InputProblem, None]
             for raw in chunk:
                 line += 1
                 if raw.strip():
-                    yield _parse_line(raw, line)
+                    yield _parse_line(raw, line, task)
 
 
 def count_lines(path: str | os.PathLike[str]) -> int:

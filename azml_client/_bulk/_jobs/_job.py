@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from contextlib import aclosing
 from typing import Any, Protocol
 
@@ -14,10 +14,10 @@ import anyio.to_thread
 from ..._exceptions import ConfigurationError
 from .._items import Item
 from ._ids import IdIndex
-from ._input import InputProblem, JobId, aread_input
+from ._input import EMBEDDING_OPTIONS, TASKS, InputProblem, JobId, Task, aread_input
 from ._output import BackgroundWriter, ResultWriter, ResumeState, encode_line, prepare_output
 from ._paths import JobError, OutputLock, check_paths, output_error
-from ._summary import JobSummary, RunCounters, error_record, ok_record, tally
+from ._summary import JobSummary, RunCounters, embeddings_record, error_record, ok_record, tally
 
 __all__ = ["BatchJob", "BulkClient", "run_job"]
 
@@ -41,6 +41,7 @@ class BulkClient(Protocol):
         concurrency: Any = "auto",
         max_rps: float | None = None,
         max_tpm: float | None = None,
+        **params: Any,
     ) -> _BulkRun: ...
 
 
@@ -50,6 +51,11 @@ class BatchJob:
     ``with BatchJob(...) as job`` opens it and releases the lock at the end; :meth:`run` alone
     does both. :attr:`summary` counts items live, :meth:`stats` adds the run's own counters;
     ``on_problem`` receives each bad input line.
+
+    ``task="generate"`` (the default) sends ``prompt`` / ``messages`` lines; ``"embeddings"``
+    embeds ``input`` lines and writes their vectors. ``params`` go to every item (its own
+    ``params`` win): model parameters, or for embeddings only ``input_type``,
+    ``encoding_format``, ``dimensions`` and ``model``.
     """
 
     def __init__(
@@ -60,13 +66,26 @@ class BatchJob:
         concurrency: Any = "auto",
         max_rps: float | None = None,
         max_tpm: float | None = None,
+        task: Task = "generate",
+        params: Mapping[str, Any] | None = None,
         on_problem: Callable[[InputProblem], None] | None = None,
         fsync_every: int = 256,
         fsync_interval: float = 1.0,
     ) -> None:
+        if task not in TASKS:
+            raise ConfigurationError(f"unknown task {task!r}: use 'generate' or 'embeddings'")
+        params = dict(params or {})
+        unknown = sorted(set(params) - EMBEDDING_OPTIONS) if task == "embeddings" else []
+        if unknown:
+            raise ConfigurationError(
+                f"an embeddings job takes {', '.join(sorted(EMBEDDING_OPTIONS))}; not "
+                f"{', '.join(unknown)}"
+            )
         self.input_path = os.fspath(input_path)
         self.output_path = os.fspath(output_path)
+        self.task: Task = task
         self._map_options: dict[str, Any] = {
+            **params,
             "concurrency": concurrency,
             "max_rps": max_rps,
             "max_tpm": max_tpm,
@@ -135,15 +154,16 @@ class BatchJob:
         if self._on_problem is not None:
             self._on_problem(problem)
 
-    async def _items(self, pending: dict[int, tuple[JobId, float]]) -> AsyncIterator[Item]:
-        """The items to send, in input order; records each one's id and start in ``pending``.
+    async def _items(self, pending: dict[int, tuple[JobId, float, bool]]) -> AsyncIterator[Item]:
+        """The items to send, in input order; records each one's id, start and whether it is a
+        single text to embed in ``pending``.
 
         Ids are remembered as hashes (:class:`IdIndex`, 16 bytes an id): a hash collision makes
         a distinct id look like a duplicate, and that line is reported, never dropped silently.
         """
         seen = IdIndex()
         index = 0
-        async with aclosing(aread_input(self.input_path)) as entries:
+        async with aclosing(aread_input(self.input_path, self.task)) as entries:
             async for entry in entries:
                 if isinstance(entry, InputProblem):
                     self._problem(entry)
@@ -156,11 +176,11 @@ class BatchJob:
                 if entry.id in self._done:
                     self.summary.skipped += 1
                     continue
-                pending[index] = (entry.id, time.monotonic())
+                pending[index] = (entry.id, time.monotonic(), entry.single)
                 index += 1
                 yield entry.item
 
-    def _record(self, item_id: JobId, result: Any, started: float) -> dict[str, Any]:
+    def _record(self, item_id: JobId, result: Any, started: float, single: bool) -> dict[str, Any]:
         """Count one result and return its output line."""
         s = self.summary
         if isinstance(result, ConfigurationError):  # refused by the client: nothing was sent
@@ -174,9 +194,15 @@ class BatchJob:
             return error_record(item_id, result)
         s.ok += 1
         usage = getattr(result, "usage", None)
+        latency_ms = round((time.monotonic() - started) * 1000)
+        if self.task == "embeddings":  # some servers count embedded tokens as total only
+            s.tokens_in += (
+                getattr(usage, "prompt_tokens", None) or getattr(usage, "total_tokens", None) or 0
+            )
+            return embeddings_record(item_id, result, latency_ms, single=single)
         s.tokens_in += getattr(usage, "prompt_tokens", None) or 0
         s.tokens_out += getattr(usage, "completion_tokens", None) or 0
-        return ok_record(item_id, result, round((time.monotonic() - started) * 1000))
+        return ok_record(item_id, result, latency_ms)
 
     async def run(self, client: BulkClient) -> JobSummary:
         """Run the job to the end and return its summary (also on :attr:`summary`)."""
@@ -196,12 +222,12 @@ class BatchJob:
         except OSError as exc:
             raise output_error(exc, self.output_path) from None
         out = BackgroundWriter(writer)
-        pending: dict[int, tuple[JobId, float]] = {}
+        pending: dict[int, tuple[JobId, float, bool]] = {}
         run = self._run = client.map(self._items(pending), **self._map_options)
         try:
             async for index, result in run:
-                item_id, started = pending.pop(index)
-                await out.put(encode_line(self._record(item_id, result, started)))
+                item_id, started, single = pending.pop(index)
+                await out.put(encode_line(self._record(item_id, result, started, single)))
         finally:
             with anyio.CancelScope(shield=True):
                 await run.aclose()

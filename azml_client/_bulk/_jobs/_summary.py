@@ -13,6 +13,7 @@ __all__ = [
     "ErrorTally",
     "JobSummary",
     "RunCounters",
+    "embeddings_record",
     "error_message",
     "error_record",
     "ok_record",
@@ -20,15 +21,34 @@ __all__ = [
 ]
 
 
+def _usage(result: Any) -> dict[str, Any] | None:
+    usage = getattr(result, "usage", None)
+    return usage.model_dump(exclude_none=True) if usage is not None else None
+
+
 def ok_record(item_id: JobId, result: Any, latency_ms: int) -> dict[str, Any]:
     """The output line of a success."""
-    usage = getattr(result, "usage", None)
     return {
         "id": item_id,
         "ok": True,
         "text": result.text,
         "finish_reason": getattr(result, "finish_reason", None),
-        "usage": usage.model_dump(exclude_none=True) if usage is not None else None,
+        "usage": _usage(result),
+        "attempts": getattr(result, "attempts", 1),
+        "latency_ms": latency_ms,
+    }
+
+
+def embeddings_record(
+    item_id: JobId, result: Any, latency_ms: int, *, single: bool
+) -> dict[str, Any]:
+    """The output line of embedded texts: ``vector`` for one string input, else ``vectors``."""
+    vectors = result.vectors
+    return {
+        "id": item_id,
+        "ok": True,
+        **({"vector": vectors[0]} if single else {"vectors": vectors}),
+        "usage": _usage(result),
         "attempts": getattr(result, "attempts", 1),
         "latency_ms": latency_ms,
     }
@@ -132,7 +152,7 @@ class JobSummary:
     retried: int = 0
     #: 429 answers absorbed (from the bulk run's stats, as of the last :meth:`observe`).
     rate_limited: int = 0
-    #: Usage of the successful results: prompt and completion tokens.
+    #: Usage of the successful results: prompt (or embedded input) and completion tokens.
     tokens_in: int = 0
     tokens_out: int = 0
     #: Concurrency now (or at the end) and its highest value.

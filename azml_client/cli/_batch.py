@@ -1,0 +1,119 @@
+"""``azml batch``: drive the engine of :mod:`azml_client._bulk._jobs` and show what it reports
+with :mod:`._render`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+import anyio
+
+from .._bulk._jobs import BatchJob, InputProblem, JobSummary, count_lines
+from .._client import EndpointClient
+from .._exceptions import ConfigurationError
+from ._calls import embedding_options
+from ._connection import check_client, endpoint
+from ._errors import say
+from ._render import ProgressRenderer, ProgressSnapshot, progress_renderer, summary_text
+
+__all__ = ["batch"]
+
+
+class _BatchView:
+    """The face of one batch run: its progress display, if any, and the bad-line reports."""
+
+    def __init__(self, source: str, total: int | None, interval: float) -> None:
+        self.source = source
+        self.total = total
+        self.interval = interval
+        self.renderer: ProgressRenderer | None = None
+
+    def start(self, job: BatchJob) -> None:
+        """Show the first frame (when progress is wanted): it counts the resumed lines."""
+        if self.total is not None:
+            done = min(job.summary.done, self.total)
+            self.renderer = progress_renderer(self.total, initial_done=done, interval=self.interval)
+
+    def problem(self, problem: InputProblem) -> None:
+        text = f"azml: {self.source}:{problem.line}: {problem.message}"
+        if self.renderer is not None:
+            self.renderer.note(text)
+        else:
+            say(text)
+
+    def snapshot(self, job: BatchJob) -> ProgressSnapshot:
+        s, total = job.stats(), self.total
+        done = s.done if total is None else min(s.done, total)
+        return ProgressSnapshot(
+            done=done,
+            total=total,
+            failed=s.errors,
+            rate_limited=s.rate_limited,
+            concurrency=s.concurrency,
+            rps=s.rps,
+            elapsed=s.elapsed,
+            resumed=min(s.resumed, done),
+        )
+
+    async def tick(self, job: BatchJob) -> None:
+        while self.renderer is not None:
+            await anyio.sleep(min(self.interval, 0.5))
+            self.renderer.update(self.snapshot(job))
+
+    def close(self, job: BatchJob) -> None:
+        if self.renderer is not None:
+            self.renderer.close(self.snapshot(job))
+            self.renderer = None
+
+
+async def _run(
+    args: argparse.Namespace, job: BatchJob, client_kwargs: dict[str, Any], view: _BatchView
+) -> JobSummary:
+    async with EndpointClient(**client_kwargs) as client:
+        check_client(client, args)  # e.g. embeddings on /score: one line, not one per item
+        view.start(job)  # once the client accepted its settings: no progress before a usage error
+        try:
+            if view.renderer is None:
+                return await job.run(client)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(view.tick, job)
+                summary = await job.run(client)
+                tg.cancel_scope.cancel()
+            return summary
+        finally:
+            view.close(job)
+
+
+def _job_params(args: argparse.Namespace) -> dict[str, Any]:
+    """The embeddings flags, refused (naming the flag) unless ``--task embeddings``."""
+    options = embedding_options(args)
+    if options and args.task != "embeddings":
+        flag = "--" + next(iter(options)).replace("_", "-")
+        raise ConfigurationError(f"{flag} only applies with --task embeddings")
+    return options
+
+
+def batch(args: argparse.Namespace) -> int:
+    """``azml batch``: run (or resume) one JSONL job; exit 1 when some lines did not succeed."""
+    view = _BatchView(args.input, None, args.progress_interval)
+    job = BatchJob(
+        args.input,
+        args.output,
+        concurrency=args.concurrency,
+        max_rps=args.max_rps,
+        max_tpm=args.max_tpm,
+        task=args.task,
+        params=_job_params(args),
+        on_problem=view.problem,
+    )
+    with job:  # paths, lock and resume first: local problems show before any connection
+        view.total = count_lines(args.input) if args.progress else None
+        with endpoint(args) as client_kwargs:
+            summary = anyio.run(_run, args, job, client_kwargs, view)
+    if args.json:
+        say(json.dumps(summary.as_dict()), sys.stdout)
+    else:
+        say(summary_text(summary, args.output))
+    return 0 if summary.success else 1
