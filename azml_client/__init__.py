@@ -11,9 +11,13 @@
 """
 
 import importlib as _importlib
+import logging as _logging
 import typing as _typing
 
 from ._version import __version__ as __version__
+
+# A library logs, the application decides what is shown: nothing unless it configures logging.
+_logging.getLogger("azml_client").addHandler(_logging.NullHandler())
 
 if _typing.TYPE_CHECKING:
     from ._bulk import BatchResults as BatchResults

@@ -20,7 +20,7 @@ from collections.abc import (
     Sized,
 )
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import anyio
 import httpx
@@ -58,6 +58,7 @@ from ._options import (
 )
 from ._redact import Redactor
 from ._retry import RetryPolicy
+from ._telemetry import CallTrace, Telemetry, end_run_span, make_telemetry
 from ._tools import Structured, fit_messages, prepare_chat_params
 from ._types import (
     ChatCompletion,
@@ -121,6 +122,9 @@ _OPTION_NAMES = frozenset(
 
 #: Endpoint kinds that read the ``extra-parameters`` header (wire-formats.md 3.4).
 _EXTRA_PARAMETER_TYPES = (ApiType.SERVERLESS, ApiType.MODELS)
+
+
+_R = TypeVar("_R")
 
 
 def _given(value: Any) -> bool:
@@ -205,6 +209,9 @@ class EndpointClient:
         max_connections: int | NotGiven = NOT_GIVEN,
         max_keepalive_connections: int | NotGiven = NOT_GIVEN,
         keepalive_expiry: float | NotGiven = NOT_GIVEN,
+        tracer_provider: Any = None,
+        meter_provider: Any = None,
+        capture_content: bool | None = None,
         **unknown: Any,
     ) -> None:
         if unknown:
@@ -284,6 +291,13 @@ class EndpointClient:
             driver=Driver(connections, auth, sleep=sleep or anyio.sleep, redactor=redactor),
             owner=True,
             budget=[_check_budget(budget)],
+            telemetry=make_telemetry(
+                api_type=s.api_type,
+                endpoint_url=s.endpoint_url,
+                tracer_provider=tracer_provider,
+                meter_provider=meter_provider,
+                capture_content=capture_content,
+            ),
         )
 
     def _init(
@@ -296,6 +310,7 @@ class EndpointClient:
         driver: Driver,
         owner: bool,
         budget: list[RateBudget | None],
+        telemetry: Telemetry | None,
     ) -> None:
         """Everything a client is made of; shared by ``__init__`` and ``with_options``.
 
@@ -308,6 +323,7 @@ class EndpointClient:
         self._driver = driver
         self._owner = owner
         self._budget = budget
+        self._telemetry = telemetry
         self._routes: Routes = resolve_routes(settings.endpoint_url, settings.api_type)
         self._base_headers = self._make_base_headers()
         self._params = {"api-version": settings.api_version} if settings.api_version else {}
@@ -516,6 +532,7 @@ class EndpointClient:
             driver=driver,
             owner=False,
             budget=self._budget,
+            telemetry=self._telemetry,
         )
         for name, value in clone._default_headers.items():
             if name.lower() in SENSITIVE_HEADERS:
@@ -534,6 +551,7 @@ class EndpointClient:
             driver=Driver(d.connections.fresh(), d.auth, sleep=d.sleep, redactor=d.redactor),
             owner=True,
             budget=self._budget,
+            telemetry=self._telemetry,
         )
         return clone
 
@@ -663,7 +681,7 @@ class EndpointClient:
             timeout, deadline, max_retries, extra_parameters, deployment_name, extra_headers
         )
         call = self._plan(url or self._settings.endpoint_url, body, opts)
-        return await self._driver.run(call, parse)
+        return await self._traced(call, parse, "generate_content", self._span_model(None))
 
     def stream(
         self,
@@ -941,7 +959,12 @@ class EndpointClient:
         return url
 
     async def _embed_item(
-        self, item: Item, params: Mapping[str, Any], opts: CallOptions, hook: AttemptHook
+        self,
+        item: Item,
+        params: Mapping[str, Any],
+        opts: CallOptions,
+        hook: AttemptHook,
+        parent: Any = None,
     ) -> Embeddings:
         """A bulk embeddings item: its texts, with the run's options under the item's own."""
         from ._embeddings import embeddings_body
@@ -962,7 +985,7 @@ class EndpointClient:
             model=self._model(model) if self.api_type.openai_wire else model,
         )
         url = self._route("embeddings", "embeddings")
-        return await self._embed(url, body, len(item.payload), opts, hook=hook)
+        return await self._embed(url, body, len(item.payload), opts, hook=hook, parent=parent)
 
     async def _embed(
         self,
@@ -971,6 +994,7 @@ class EndpointClient:
         count: int,
         opts: CallOptions,
         hook: AttemptHook | None = None,
+        parent: Any = None,
     ) -> Embeddings:
         from ._embeddings import read_vectors
 
@@ -1002,7 +1026,9 @@ class EndpointClient:
 
         call = self._plan(url, dump_json(body), opts)
         call.hook = hook
-        return await self._driver.run(call, parse)
+        return await self._traced(
+            call, parse, "embeddings", self._span_model(body), body, None, parent
+        )
 
     # -- bulk --------------------------------------------------------------------------------
 
@@ -1046,14 +1072,22 @@ class EndpointClient:
             max_rate_limit_retries=max_rate_limit_retries,
         )
         opts = CallOptions(max_retries=policy)
+        telemetry = self._telemetry
+        run_span = None
+        if telemetry is not None:
+            run_span = telemetry.start_run("batch", self._span_model(common))
+            telemetry.watch_budget(self.budget.snapshot)
 
         async def call(item: Item, hook: AttemptHook) -> Completion:
             if item.kind == "embed":
-                return cast(Completion, await self._embed_item(item, params, opts, hook))
+                embedded = await self._embed_item(item, params, opts, hook, parent=run_span)
+                return cast(Completion, embedded)
             merged = {**common, **item.params}
             if item.kind == "chat":
-                return await self._chat(item.payload, merged, opts, hook=hook, checked=True)
-            return await self._complete(item.payload, merged, opts, hook=hook)
+                return await self._chat(
+                    item.payload, merged, opts, hook=hook, checked=True, parent=run_span
+                )
+            return await self._complete(item.payload, merged, opts, hook=hook, parent=run_span)
 
         return BatchRun(
             call,
@@ -1065,6 +1099,7 @@ class EndpointClient:
             params=common,
             return_exceptions=return_exceptions,
             sleep=self._driver.sleep,
+            on_finish=None if run_span is None else end_run_span(run_span),
         )
 
     async def batch(
@@ -1113,6 +1148,7 @@ class EndpointClient:
         params: dict[str, Any],
         opts: CallOptions,
         hook: AttemptHook | None = None,
+        parent: Any = None,
     ) -> Completion:
         if not isinstance(prompt, str):
             raise ConfigurationError(
@@ -1131,7 +1167,9 @@ class EndpointClient:
 
         call = self._plan(self._routes.completions, encode_request(self._formatter, request), opts)
         call.hook = hook
-        return await self._driver.run(call, parse)
+        return await self._traced(
+            call, parse, "text_completion", self._span_model(params), params, prompt, parent
+        )
 
     async def _chat(
         self,
@@ -1140,6 +1178,7 @@ class EndpointClient:
         opts: CallOptions,
         hook: AttemptHook | None = None,
         checked: bool = False,
+        parent: Any = None,
     ) -> ChatCompletion:
         """``checked``: the messages come from a validated bulk :class:`Item`."""
         request, structured = self._chat_request(messages, params, checked=checked)
@@ -1165,7 +1204,9 @@ class EndpointClient:
 
         call = self._plan(self._routes.chat, encode_request(self._formatter, request), opts)
         call.hook = hook
-        return await self._driver.run(call, parse)
+        return await self._traced(
+            call, parse, "chat", self._span_model(params), params, request.messages, parent
+        )
 
     def _chat_request(
         self,
@@ -1209,6 +1250,41 @@ class EndpointClient:
         except (APIStatusError, ResponseFormatError) as exc:  # an error inside a 2xx answer
             exc.request_id = exc.request_id or exchange.request_id
             raise
+
+    def _span_model(self, params: Mapping[str, Any] | None) -> str | None:
+        """The model a span names: the call's, the client's, else the deployment."""
+        model = params.get("model") if params else None
+        s = self._settings
+        return model if isinstance(model, str) else (s.model or s.deployment_name)
+
+    async def _traced(
+        self,
+        call: Call,
+        parse: Callable[[Exchange], _R],
+        operation: str,
+        model: str | None,
+        params: Mapping[str, Any] | None = None,
+        messages: Any = None,
+        parent: Any = None,
+    ) -> _R:
+        """Run ``call`` in the driver inside its span (see :mod:`._telemetry`)."""
+        telemetry = self._telemetry
+        trace = None
+        if telemetry is not None:
+            trace = telemetry.start(operation, model, params, messages=messages, parent=parent)
+        if trace is None:
+            return await self._driver.run(call, parse)
+        call.trace = trace
+        try:
+            result = await self._driver.run(call, parse)
+        except Exception as exc:
+            trace.failed(exc)
+            raise
+        except BaseException:
+            trace.cancelled()
+            raise
+        _trace_result(trace, result)
+        return result
 
     def _merge_params(
         self, params: Mapping[str, Any], stop: str | Sequence[str] | None
@@ -1399,6 +1475,37 @@ def unknown_arguments(unknown: Mapping[str, Any], where: str) -> str:
         f"{where}() got unknown arguments: {'; '.join(hints)}. For LangChain's classes as they "
         "are, use azml_client.langchain"
     )
+
+
+def _trace_result(trace: CallTrace, result: Any) -> None:
+    """End a call's span with what its result says."""
+    if isinstance(result, Completion):
+        usage = result.usage
+        output: Any = result.text
+        if isinstance(result, ChatCompletion):
+            output = result.message.model_dump(exclude_none=True)
+        trace.succeeded(
+            response_id=result.id,
+            response_model=result.model,
+            finish_reasons=[result.finish_reason] if result.finish_reason else (),
+            input_tokens=usage.prompt_tokens if usage else None,
+            output_tokens=usage.completion_tokens if usage else None,
+            attempts=result.attempts,
+            request_id=result.request_id,
+            client_request_id=result.client_request_id,
+            output=output,
+        )
+    elif isinstance(result, Embeddings):
+        usage = result.usage
+        trace.succeeded(
+            response_model=result.model,
+            input_tokens=usage.prompt_tokens if usage else None,
+            attempts=result.attempts,
+            request_id=result.request_id,
+            client_request_id=result.client_request_id,
+        )
+    else:
+        trace.succeeded()
 
 
 def _check_budget(budget: Any) -> RateBudget | None:

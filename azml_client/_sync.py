@@ -282,6 +282,9 @@ class SyncEndpointClient:
         max_connections: int | NotGiven = NOT_GIVEN,
         max_keepalive_connections: int | NotGiven = NOT_GIVEN,
         keepalive_expiry: float | NotGiven = NOT_GIVEN,
+        tracer_provider: Any = None,
+        meter_provider: Any = None,
+        capture_content: bool | None = None,
         **unknown: Any,
     ) -> None:
         if unknown:
@@ -324,6 +327,9 @@ class SyncEndpointClient:
             max_connections=max_connections,
             max_keepalive_connections=max_keepalive_connections,
             keepalive_expiry=keepalive_expiry,
+            tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
+            capture_content=capture_content,
         )
         self._setup(_Runners(client), client, None, owner=True)
 

@@ -116,6 +116,7 @@ class BatchRun:
         params: Mapping[str, Any] | None = None,
         return_exceptions: bool = True,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        on_finish: Callable[[BatchStats, BaseException | None], None] | None = None,
     ) -> None:
         if concurrency != "auto" and (
             not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1
@@ -144,6 +145,8 @@ class BatchRun:
         self._params = dict(params or {})
         self._return_exceptions = return_exceptions
         self._sleep = sleep
+        #: Told once, when the run ends (its stats, and the error that ended it, if any).
+        self._on_finish = on_finish
         self._iterator: AsyncIterator[tuple[int, ItemResult]] | None = None
         self._source: Iterator[Any] | AsyncIterator[Any] = iter(())
 
@@ -189,6 +192,7 @@ class BatchRun:
         feeder = asyncio.ensure_future(self._feed(queue, tasks, taken))
         fed_all = False
         yielded = 0
+        ended_by: BaseException | None = None
         try:
             while not (fed_all and yielded == self.stats.pulled):
                 position, result = await queue.get()
@@ -204,8 +208,14 @@ class BatchRun:
                 if isinstance(result, AzmlError) and not self._return_exceptions:
                     raise result
                 yield position, result
+        except BaseException as exc:
+            ended_by = exc
+            raise
         finally:
             self.stats.finished = time.monotonic()
+            if self._on_finish is not None:
+                on_finish, self._on_finish = self._on_finish, None
+                on_finish(self.stats, ended_by)
             feeder.cancel()
             for task in tasks:
                 task.cancel()

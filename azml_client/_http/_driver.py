@@ -27,7 +27,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
 import anyio
 import httpx
@@ -47,6 +47,9 @@ from .._retry import RetryDecision, RetryPolicy, decide
 from ._body import read_body, server_request_id
 from ._errors import TRANSPORT_ERRORS, response_error, transport_error
 from ._pool import Connections, _on_asyncio
+
+if TYPE_CHECKING:
+    from .._telemetry import CallTrace
 
 __all__ = ["AttemptHook", "Call", "Driver", "Exchange", "new_request_id"]
 
@@ -114,6 +117,8 @@ class Call:
     hook: AttemptHook | None = None
     #: ``POST`` for every call but ``GET /info``.
     method: str = "POST"
+    #: The call's span and metrics (``None``: nothing records).
+    trace: CallTrace | None = None
 
     @property
     def client_request_id(self) -> str:
@@ -207,6 +212,11 @@ class Driver:
             wait = decision.wait
             if call.hook is not None:
                 wait = call.hook.retry_wait(exc, wait)
+            if call.trace is not None:
+                reason = (
+                    str(exc.status_code) if isinstance(exc, APIStatusError) else type(exc).__name__
+                )
+                call.trace.retried(reason, rate_limited=isinstance(exc, RateLimitError))
             progress.wait = max(0.0, wait)
             return True
 
