@@ -51,6 +51,7 @@ if _typing.TYPE_CHECKING:
     from ._exceptions import StreamInterruptedError as StreamInterruptedError
     from ._exceptions import StructuredOutputError as StructuredOutputError
     from ._exceptions import UnprocessableEntityError as UnprocessableEntityError
+    from ._pricing import Pricing as Pricing
     from ._retry import RetryPolicy as RetryPolicy
     from ._streaming import AsyncStream as AsyncStream
     from ._sync import SyncEndpointClient as SyncEndpointClient
@@ -153,6 +154,7 @@ _LAZY: dict[str, str] = {
     "ModelInfo": "._types",
     "ToolCall": "._types",
     "StructuredOutputError": "._exceptions",
+    "Pricing": "._pricing",
 }
 
 
@@ -213,6 +215,7 @@ __all__ = [  # noqa: RUF022 - plain sorted(), as tests/test_public_api.py checks
     "OpenAIContentFormatter",
     "ParsedOutput",
     "PermissionDeniedError",
+    "Pricing",
     "RateBudget",
     "RateLimitError",
     "RequestTimeoutError",

@@ -56,6 +56,7 @@ from ._options import (
     settings_arguments,
     split_timeout,
 )
+from ._pricing import Pricing
 from ._redact import Redactor
 from ._retry import RetryPolicy
 from ._telemetry import CallTrace, Telemetry, end_run_span, make_telemetry
@@ -116,6 +117,7 @@ _OPTION_NAMES = frozenset(
         "formatter",
         "formatter_options",
         "sleep",
+        "pricing",
     }
 )
 
@@ -212,6 +214,7 @@ class EndpointClient:
         tracer_provider: Any = None,
         meter_provider: Any = None,
         capture_content: bool | None = None,
+        pricing: Pricing | None = None,
         **unknown: Any,
     ) -> None:
         if unknown:
@@ -291,6 +294,7 @@ class EndpointClient:
             driver=Driver(connections, auth, sleep=sleep or anyio.sleep, redactor=redactor),
             owner=True,
             budget=[_check_budget(budget)],
+            pricing=_check_pricing(pricing),
             telemetry=make_telemetry(
                 api_type=s.api_type,
                 endpoint_url=s.endpoint_url,
@@ -311,6 +315,7 @@ class EndpointClient:
         owner: bool,
         budget: list[RateBudget | None],
         telemetry: Telemetry | None,
+        pricing: Pricing | None,
     ) -> None:
         """Everything a client is made of; shared by ``__init__`` and ``with_options``.
 
@@ -324,6 +329,7 @@ class EndpointClient:
         self._owner = owner
         self._budget = budget
         self._telemetry = telemetry
+        self._pricing = pricing
         self._routes: Routes = resolve_routes(settings.endpoint_url, settings.api_type)
         self._base_headers = self._make_base_headers()
         self._params = {"api-version": settings.api_version} if settings.api_version else {}
@@ -497,6 +503,7 @@ class EndpointClient:
             flat["deadline"] = overrides.pop("deadline")
         formatter = overrides.pop("formatter", None)
         sleep = overrides.pop("sleep", None)
+        pricing = overrides.pop("pricing", NOT_GIVEN)
         headers = overrides.pop("default_headers", NOT_GIVEN)
         for name in ("model_kwargs", "formatter_options"):
             if name in overrides:
@@ -533,6 +540,7 @@ class EndpointClient:
             owner=False,
             budget=self._budget,
             telemetry=self._telemetry,
+            pricing=self._pricing if isinstance(pricing, NotGiven) else _check_pricing(pricing),
         )
         for name, value in clone._default_headers.items():
             if name.lower() in SENSITIVE_HEADERS:
@@ -552,6 +560,7 @@ class EndpointClient:
             owner=True,
             budget=self._budget,
             telemetry=self._telemetry,
+            pricing=self._pricing,
         )
         return clone
 
@@ -1100,6 +1109,7 @@ class EndpointClient:
             return_exceptions=return_exceptions,
             sleep=self._driver.sleep,
             on_finish=None if run_span is None else end_run_span(run_span),
+            pricing=self._pricing,
         )
 
     async def batch(
@@ -1506,6 +1516,15 @@ def _trace_result(trace: CallTrace, result: Any) -> None:
         )
     else:
         trace.succeeded()
+
+
+def _check_pricing(pricing: Any) -> Pricing | None:
+    if pricing is not None and not isinstance(pricing, Pricing):
+        raise ConfigurationError(
+            "pricing must be a Pricing(input_per_1k=..., output_per_1k=...) or "
+            f"Pricing(hourly=..., instances=...), got {type(pricing).__name__}"
+        )
+    return pricing
 
 
 def _check_budget(budget: Any) -> RateBudget | None:

@@ -42,6 +42,7 @@ from ._client import EndpointClient, FormatterArg, Message, config_arguments
 from ._config import ClientSettings
 from ._constants import NOT_GIVEN, ApiType, ExtraParameters, NotGiven
 from ._exceptions import ClientClosedError, ConfigurationError
+from ._pricing import Pricing
 from ._retry import RetryPolicy
 from ._types import (
     ChatCompletion,
@@ -285,6 +286,7 @@ class SyncEndpointClient:
         tracer_provider: Any = None,
         meter_provider: Any = None,
         capture_content: bool | None = None,
+        pricing: Pricing | None = None,
         **unknown: Any,
     ) -> None:
         if unknown:
@@ -330,6 +332,7 @@ class SyncEndpointClient:
             tracer_provider=tracer_provider,
             meter_provider=meter_provider,
             capture_content=capture_content,
+            pricing=pricing,
         )
         self._setup(_Runners(client), client, None, owner=True)
 

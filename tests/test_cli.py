@@ -25,6 +25,7 @@ from azml_client import (
     APIConnectionError,
     AuthenticationError,
     ConfigurationError,
+    Pricing,
     ResponseFormatError,
 )
 from azml_client._bulk import BatchStats
@@ -144,11 +145,14 @@ def test_batch_with_embedded_emulator(tmp_path: Path) -> None:
     # Fix the bad line and run again: only that line is sent.
     rows[-1] = {"id": "fixed", "prompt": "now valid"}
     write_jsonl(src, rows)
-    again = azml("batch", str(src), "-o", str(out), "--emulator", "--json")
+    prices = ("--price-in", "0.5", "--price-out", "2")
+    again = azml("batch", str(src), "-o", str(out), "--emulator", "--json", *prices)
     assert again.returncode == 0, again.stderr
     summary = json.loads(again.stdout)
     assert (summary["sent"], summary["ok"], summary["skipped"]) == (1, 1, 7)
     assert summary["tokens_in"] > 0 and summary["tokens_out"] > 0
+    expected = summary["tokens_in"] / 1000 * 0.5 + summary["tokens_out"] / 1000 * 2
+    assert summary["cost"] == pytest.approx(expected, abs=1e-6)
     assert len(read_records(out)) == 8
 
 
@@ -505,6 +509,22 @@ def test_batch_summary_counts_failures_by_type_and_local_rejections(
     records = {r["id"]: r for r in read_records(out)}
     assert records[failure["example_id"]]["error"]["status"] == 500
     assert records["chat"]["error"]["type"] == "ConfigurationError"
+
+
+def test_summary_text_shows_the_cost_only_with_prices() -> None:
+    s = JobSummary(ok=2, tokens_in=3000, tokens_out=1000)
+    assert "cost" not in summary_text(s, "out.jsonl")
+    s.pricing = Pricing(input_per_1k=0.01, output_per_1k=0.03, currency="EUR")
+    assert re.search(r"^  cost +~0\.0600 EUR", summary_text(s, "out.jsonl"), re.M)
+
+
+def test_instances_without_an_hourly_price_is_refused(tmp_path: Path) -> None:
+    src = write_jsonl(tmp_path / "in.jsonl", [{"id": 1, "prompt": "x"}])
+    result = azml(
+        "batch", str(src), "-o", str(tmp_path / "o.jsonl"), "--emulator", "--instances", "2"
+    )
+    assert result.returncode == 2
+    assert "--instances only applies with --price-hour" in result.stderr
 
 
 def test_summary_text_shows_top_reasons() -> None:

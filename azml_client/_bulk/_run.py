@@ -34,6 +34,7 @@ from typing import Any, Literal, Protocol
 
 from .._constants import DEFAULT_MAX_CONCURRENCY
 from .._exceptions import APIStatusError, AzmlError, ConfigurationError, RateLimitError
+from .._pricing import Pricing
 from .._types import Completion
 from ._budget import RateBudget, rps_bucket, tpm_bucket
 from ._items import Item
@@ -117,6 +118,7 @@ class BatchRun:
         return_exceptions: bool = True,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         on_finish: Callable[[BatchStats, BaseException | None], None] | None = None,
+        pricing: Pricing | None = None,
     ) -> None:
         if concurrency != "auto" and (
             not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1
@@ -139,7 +141,7 @@ class BatchRun:
             )
             self.budget.limiter.fixed = True
         self.limiter = self.budget.limiter
-        self.stats = BatchStats(budget=self.budget)
+        self.stats = BatchStats(budget=self.budget, pricing=pricing)
         self._rps = rps_bucket(max_rps) if max_rps else None
         self._tpm = tpm_bucket(max_tpm) if max_tpm else None
         self._params = dict(params or {})

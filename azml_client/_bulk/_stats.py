@@ -11,6 +11,7 @@ from .._exceptions import AzmlError, ConfigurationError
 from .._types import Completion, Embeddings
 
 if TYPE_CHECKING:
+    from .._pricing import Pricing
     from ._budget import RateBudget
 
 __all__ = ["BatchResults", "BatchStats"]
@@ -42,6 +43,8 @@ class BatchStats:
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
     budget: RateBudget | None = field(default=None, repr=False)
+    #: The endpoint's prices (the client's ``pricing=``): ``cost`` estimates from them.
+    pricing: Pricing | None = field(default=None, repr=False)
 
     def count(self, result: Any) -> None:
         """Count one item's final result."""
@@ -63,6 +66,13 @@ class BatchStats:
     @property
     def done(self) -> int:
         return self.succeeded + self.failed + self.rejected
+
+    @property
+    def cost(self) -> float | None:
+        """Estimated cost of the run from its tokens and wall time (``None``: no pricing)."""
+        if self.pricing is None:
+            return None
+        return self.pricing.cost(self.tokens_in, self.tokens_out, self.elapsed)
 
     @property
     def elapsed(self) -> float:
@@ -101,6 +111,7 @@ class BatchStats:
             "elapsed_s": round(self.elapsed, 3),
             "rps": round(self.rps, 2),
             "concurrency": self.concurrency,
+            **({} if self.cost is None else {"cost": round(self.cost, 6)}),
         }
 
 

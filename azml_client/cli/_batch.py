@@ -13,6 +13,7 @@ import anyio
 from .._bulk._jobs import BatchJob, InputProblem, JobSummary, count_lines
 from .._client import EndpointClient
 from .._exceptions import ConfigurationError
+from .._pricing import Pricing
 from ._calls import embedding_options
 from ._connection import check_client, endpoint
 from ._errors import say
@@ -95,6 +96,20 @@ def _job_params(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
+def _pricing(args: argparse.Namespace) -> Pricing | None:
+    """The prices the flags give (``None``: no cost estimate)."""
+    if args.instances is not None and args.price_hour is None:
+        raise ConfigurationError("--instances only applies with --price-hour")
+    if args.price_in is None and args.price_out is None and args.price_hour is None:
+        return None
+    return Pricing(
+        input_per_1k=args.price_in or 0.0,
+        output_per_1k=args.price_out or 0.0,
+        hourly=args.price_hour or 0.0,
+        instances=args.instances or 1,
+    )
+
+
 def batch(args: argparse.Namespace) -> int:
     """``azml batch``: run (or resume) one JSONL job; exit 1 when some lines did not succeed."""
     view = _BatchView(args.input, None, args.progress_interval)
@@ -108,6 +123,7 @@ def batch(args: argparse.Namespace) -> int:
         params=_job_params(args),
         on_problem=view.problem,
     )
+    job.summary.pricing = _pricing(args)
     with job:  # paths, lock and resume first: local problems show before any connection
         view.total = count_lines(args.input) if args.progress else None
         with endpoint(args) as client_kwargs:

@@ -116,6 +116,13 @@ def _positive(text: str) -> float:
     return value
 
 
+def _non_negative(text: str) -> float:
+    value = _number(text, float)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     value = int(_number(text, int))
     if value < 1:
@@ -372,6 +379,25 @@ def _add_batch(sub: Any, conn: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--max-rps", type=_positive, metavar="RPS", help="cap on requests per second")
     p.add_argument("--max-tpm", type=_positive, metavar="TPM", help="cap on tokens per minute")
+    price = p.add_argument_group("cost estimate (printed in the summary)")
+    price.add_argument(
+        "--price-in", type=_non_negative, metavar="PRICE", help="price of 1,000 input tokens"
+    )
+    price.add_argument(
+        "--price-out", type=_non_negative, metavar="PRICE", help="price of 1,000 output tokens"
+    )
+    price.add_argument(
+        "--price-hour",
+        type=_non_negative,
+        metavar="PRICE",
+        help="price of one instance-hour of a dedicated deployment (the run's wall time is billed)",
+    )
+    price.add_argument(
+        "--instances",
+        type=_positive_int,
+        metavar="N",
+        help="instances of the deployment, with --price-hour (default 1)",
+    )
     p.add_argument("--json", action="store_true", help="print the final summary as JSON on stdout")
     p.add_argument(
         "--no-progress", dest="progress", action="store_false", help="show no progress on stderr"

@@ -260,6 +260,10 @@ def summary_text(summary: JobSummary, output: str) -> str:
         ("req/s", f"{s.rps:.1f}"),
         ("concurrency", f"{s.concurrency}  (peak {s.peak_concurrency})"),
     ]
+    if s.cost is not None and s.pricing is not None:
+        rows.append(
+            ("cost", f"~{s.cost:.4f} {s.pricing.currency}  (estimate from the prices given)")
+        )
     lines = [f"azml batch -> {output}"] + [f"  {k:<13}{v}" for k, v in rows]
     lines += _reasons("failed by type", s.top_failures())
     lines += _reasons("rejected by type", s.top_rejections())

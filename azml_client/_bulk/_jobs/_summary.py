@@ -5,9 +5,12 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ._input import JobId
+
+if TYPE_CHECKING:
+    from ..._pricing import Pricing
 
 __all__ = [
     "ErrorTally",
@@ -162,6 +165,15 @@ class JobSummary:
     dropped_failed: int = 0
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
+    #: The endpoint's prices (``--price-in`` / ``--price-out`` / ``--price-hour``): ``cost``.
+    pricing: Pricing | None = field(default=None, repr=False)
+
+    @property
+    def cost(self) -> float | None:
+        """Estimated cost of this run: its tokens, and its wall time at an hourly price."""
+        if self.pricing is None:
+            return None
+        return self.pricing.cost(self.tokens_in, self.tokens_out, self.elapsed)
 
     def observe(self, stats: RunCounters) -> None:
         """Copy the bulk run's counters now (its concurrency limit and the highest so far)."""
@@ -224,4 +236,5 @@ class JobSummary:
             "peak_concurrency": self.peak_concurrency,
             "elapsed_s": round(self.elapsed, 3),
             "rps": round(self.rps, 2),
+            **({} if self.cost is None else {"cost": round(self.cost, 6)}),
         }
