@@ -1031,6 +1031,7 @@ class EndpointClient:
                 client_request_id=exchange.client_request_id,
                 attempts=exchange.attempts,
                 raw=data,
+                **_origin(exchange, self._settings),
             )
 
         call = self._plan(url, dump_json(body), opts)
@@ -1173,7 +1174,9 @@ class EndpointClient:
 
         def parse(exchange: Exchange) -> Completion:
             parsed, data = self._decode(exchange, request)
-            return Completion(text=parsed.text, **_result_fields(parsed, data, exchange))
+            return Completion(
+                text=parsed.text, **_result_fields(parsed, data, exchange, self._settings)
+            )
 
         call = self._plan(self._routes.completions, encode_request(self._formatter, request), opts)
         call.hook = hook
@@ -1200,7 +1203,7 @@ class EndpointClient:
             except ResponseFormatError as exc:
                 exc.request_id = exchange.request_id
                 raise
-            fields = _result_fields(parsed, data, exchange)
+            fields = _result_fields(parsed, data, exchange, self._settings)
             value = None
             if structured is not None and tool_calls is None:
                 value = structured.parse(parsed.text, fields["finish_reason"], exchange.request_id)
@@ -1518,6 +1521,12 @@ def _trace_result(trace: CallTrace, result: Any) -> None:
         trace.succeeded()
 
 
+def _origin(exchange: Exchange, settings: ClientSettings) -> dict[str, Any]:
+    """Which endpoint and deployment answered."""
+    deployment = exchange.response.headers.get(HEADER_DEPLOYMENT) or settings.deployment_name
+    return {"endpoint_url": settings.endpoint_url, "deployment": deployment}
+
+
 def _check_pricing(pricing: Any) -> Pricing | None:
     if pricing is not None and not isinstance(pricing, Pricing):
         raise ConfigurationError(
@@ -1548,10 +1557,13 @@ def _as_secret(value: str | SecretStr | None) -> SecretStr | None:
     return SecretStr(value)
 
 
-def _result_fields(parsed: ParsedOutput, data: Any, exchange: Exchange) -> dict[str, Any]:
+def _result_fields(
+    parsed: ParsedOutput, data: Any, exchange: Exchange, settings: ClientSettings
+) -> dict[str, Any]:
     """The fields every result carries; a malformed optional field is dropped, not raised."""
     finish = parsed.finish_reason
     return {
+        **_origin(exchange, settings),
         "finish_reason": finish if isinstance(finish, str) else None,
         "usage": usage_from(parsed.usage),
         "model": parsed.model if isinstance(parsed.model, str) else None,

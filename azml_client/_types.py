@@ -163,6 +163,10 @@ class Completion(BaseModel):
     client_request_id: str | None = None
     #: How many HTTP attempts the call took (1 when it succeeded at once).
     attempts: int = 1
+    #: The endpoint that answered (a router's results tell its endpoints apart by it), and the
+    #: deployment that answered (the ``azureml-model-deployment`` header, else the one asked).
+    endpoint_url: str | None = None
+    deployment: str | None = None
     raw: Any = Field(default=None, repr=False)
 
     def __str__(self) -> str:
@@ -193,6 +197,8 @@ class Embeddings(BaseModel):
     request_id: str | None = None
     client_request_id: str | None = None
     attempts: int = 1
+    endpoint_url: str | None = None
+    deployment: str | None = None
     raw: Any = Field(default=None, repr=False)
 
     def __len__(self) -> int:

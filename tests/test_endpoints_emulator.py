@@ -196,3 +196,15 @@ def test_the_sync_client_speaks_the_v1_api(server: EmulatorServer) -> None:
             text = "".join(chunk.text for chunk in stream)
     assert len(vectors) == 2
     assert text == stream.text and stream.usage is not None
+
+
+async def test_results_say_which_endpoint_and_deployment_answered(server: EmulatorServer) -> None:
+    async with client(server, "serverless") as c:
+        reply = await c.chat([{"role": "user", "content": "Hi"}])
+        vectors = await c.embed("x")
+    assert reply.endpoint_url == server.serverless_url
+    assert vectors.endpoint_url == server.serverless_url
+    async with EndpointClient(endpoint_url=server.score_url, api_key=server.api_key) as c:
+        out = await c.complete("Hi")
+    assert out.endpoint_url == server.score_url
+    assert out.deployment  # the front door names the deployment that answered
