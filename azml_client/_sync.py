@@ -355,6 +355,15 @@ class SyncEndpointClient:
             self._finalizer = weakref.finalize(self, _close_quietly, runners)
 
     @classmethod
+    def from_client(cls, client: EndpointClient) -> SyncEndpointClient:
+        """A blocking client with ``client``'s settings, formatter, credential and rate budget,
+        and connection pools of its own (a pool belongs to one event loop)."""
+        copy = client._fork()
+        blocking = object.__new__(cls)
+        blocking._setup(_Runners(copy), copy, None, owner=True)
+        return blocking
+
+    @classmethod
     def from_config(cls, path: str | os.PathLike[str], **overrides: Any) -> SyncEndpointClient:
         """Build a client from a file written by :meth:`save`."""
         return cls(**config_arguments(path, overrides))

@@ -16,6 +16,7 @@ Response styles (the first of a family's ``styles`` is its default):
 - ``output``   text ``{"output": ["out1"]}`` (Phi-2 card, Jan 2024); chat ``{"output": "..."}``
 - ``fms``      ``{"output", "finish_reason", "usage", "model", "id"}`` (+ ``message`` for chat; G4)
 - ``generated_text``  ``[{"generated_text": "..."}]`` (HF pipeline / TGI ``POST /``)
+- ``summary_text``    ``[{"summary_text": "..."}]`` (HF summarization pipeline)
 
 Container errors are raised as ``ContainerReply``; the app decides whether the front door wraps
 them in a 424 (wire-formats.md 4.1/4.2).
@@ -94,7 +95,7 @@ FAMILIES: Mapping[str, Family] = MappingProxyType({
         _family("dolly", "g2 g3", "text", "list records", "inference-server",
                 required_key="input_data", expected=_G3_TEXT, echo_default=True),
         # Hugging Face pipeline API (what LangChain's HFContentFormatter targets), plus G1.
-        _family("hf", "hf g1", "text", "generated_text", "inference-server",
+        _family("hf", "hf g1", "text", "generated_text summary_text", "inference-server",
                 required_key="inputs", expected='{"inputs": ["str1", ...], "parameters": {}}',
                 echo_default=True),
         # TGI behind an HF-registry deployment: `inputs` must be a string.
@@ -229,6 +230,8 @@ def _render(style: str, texts: list[str], gens: list[Generation], chat: bool, mo
         return [{str(i): t for i, t in enumerate(texts)}]
     if style == "list":
         return texts
+    if style == "summary_text":  # the Hugging Face summarization pipeline
+        return [{"summary_text": t} for t in texts]
     if style == "generated_text":
         return [{"generated_text": t} for t in texts]
     if style == "output":
@@ -270,7 +273,11 @@ def score(
         return ScoreResult(_render(style, [gen.text], [gen], True, model), gen.completion_tokens)
     prompts = request.texts or ()
     gens = [generate(p, seed=seed, max_tokens=budget, stop=stop) for p in prompts]
-    echo = family.echo_supported and bool(params.get("return_full_text", family.echo_default))
+    echo = (
+        family.echo_supported
+        and style != "summary_text"
+        and bool(params.get("return_full_text", family.echo_default))
+    )
     texts = [_echo(p, g.text) if echo else g.text for p, g in zip(prompts, gens, strict=True)]
     return ScoreResult(
         _render(style, texts, gens, False, model), sum(g.completion_tokens for g in gens)
