@@ -78,6 +78,8 @@ _REQUEST_PARAMS = {
 DURATION_BUCKETS = [0.01 * 2**i for i in range(14)]
 TOKEN_BUCKETS = [4**i for i in range(14)]
 _CAPTURE_ON = {"span_only", "span_and_event", "true", "1", "yes"}
+#: The attributes of a call's measurements (the conventions' metric attributes).
+_METRIC_KEYS = frozenset({OPERATION, PROVIDER, REQUEST_MODEL, SERVER_ADDRESS, SERVER_PORT})
 
 
 def capture_from_env(env: Mapping[str, str] | None = None) -> bool:
@@ -333,7 +335,16 @@ def _dump(value: Any) -> str:
 class CallTrace:
     """One call's span and measurements; every method is safe to call once the call ended."""
 
-    __slots__ = ("_attributes", "_ended", "_first", "_instruments", "_owner", "_started", "span")
+    __slots__ = (
+        "_attributes",
+        "_ended",
+        "_first",
+        "_instruments",
+        "_metric",
+        "_owner",
+        "_started",
+        "span",
+    )
 
     def __init__(
         self,
@@ -346,6 +357,8 @@ class CallTrace:
         self.span = span
         self._instruments = instruments
         self._attributes = attributes
+        #: The attributes every measurement of this call carries.
+        self._metric = {k: v for k, v in attributes.items() if k in _METRIC_KEYS}
         self._started = time.monotonic()
         self._first: float | None = None
         self._ended = False
@@ -353,7 +366,7 @@ class CallTrace:
     def retried(self, reason: str, *, rate_limited: bool) -> None:
         """An attempt failed and will be retried (``reason``: the status or the error type)."""
         instruments = self._instruments
-        metric_attributes = {**self._owner.base, OPERATION: self._attributes[OPERATION]}
+        metric_attributes = self._metric
         if instruments is not None:
             instruments.retries.add(1, {**metric_attributes, "azml.retry.reason": reason})
             if rate_limited:
@@ -372,13 +385,7 @@ class CallTrace:
             self._instruments.first_chunk.record(self._first, self._metric_attributes())
 
     def _metric_attributes(self, **extra: Any) -> dict[str, Any]:
-        attributes = {
-            k: v
-            for k, v in self._attributes.items()
-            if k in (OPERATION, PROVIDER, REQUEST_MODEL, SERVER_ADDRESS, SERVER_PORT)
-        }
-        attributes.update(extra)
-        return attributes
+        return {**self._metric, **extra} if extra else self._metric
 
     def succeeded(
         self,
@@ -399,7 +406,7 @@ class CallTrace:
         self._ended = True
         span = self.span
         if span is not None and span.is_recording():
-            values: dict[str, Any] = {
+            values: dict[str, Any | None] = {
                 RESPONSE_ID: response_id,
                 RESPONSE_MODEL: response_model,
                 FINISH_REASONS: list(finish_reasons) or None,

@@ -142,6 +142,7 @@ SUITES = {
     "memory": ((), ()),  # benchmarks/memory.py: processes of their own
     "import": ((), ()),  # benchmarks/imports.py: fresh interpreters
     "budget": ((), ()),  # benchmarks/budgets.py: bulk runs against limits, in one process
+    "otel": ((), ()),  # benchmarks/telemetry.py: tracing absent, without an SDK, in memory
     "transport": (
         ("aiohttp", "httpx", "httpx+azml-transport", "azml-transport-direct"),
         ("rps1", "rps64", "bulk", "stream"),
@@ -350,6 +351,12 @@ def main(argv: list[str] | None = None) -> int:
             (["--quick"] if args.quick else [])
             + (["--markdown", str(args.markdown)] if args.markdown else [])
         )
+        return 0
+    if args.suite == "otel":
+        from benchmarks import telemetry
+
+        markdown = ["--markdown", str(args.markdown)] if args.markdown else []
+        telemetry.main(["--quick"] * args.quick + markdown)
         return 0
     if args.suite == "memory":
         from benchmarks import memory
