@@ -53,6 +53,9 @@ if _typing.TYPE_CHECKING:
     from ._exceptions import UnprocessableEntityError as UnprocessableEntityError
     from ._pricing import Pricing as Pricing
     from ._retry import RetryPolicy as RetryPolicy
+    from ._router import EndpointRouter as EndpointRouter
+    from ._router import SyncEndpointRouter as SyncEndpointRouter
+    from ._router import load_router as load_router
     from ._streaming import AsyncStream as AsyncStream
     from ._sync import SyncEndpointClient as SyncEndpointClient
     from ._sync import SyncStream as SyncStream
@@ -155,6 +158,9 @@ _LAZY: dict[str, str] = {
     "ToolCall": "._types",
     "StructuredOutputError": "._exceptions",
     "Pricing": "._pricing",
+    "EndpointRouter": "._router",
+    "SyncEndpointRouter": "._router",
+    "load_router": "._router",
 }
 
 
@@ -198,6 +204,7 @@ __all__ = [  # noqa: RUF022 - plain sorted(), as tests/test_public_api.py checks
     "Embeddings",
     "EmptyResponseError",
     "EndpointClient",
+    "EndpointRouter",
     "ExtraParameters",
     "FormatRequest",
     "FormatterInfo",
@@ -226,6 +233,7 @@ __all__ = [  # noqa: RUF022 - plain sorted(), as tests/test_public_api.py checks
     "StreamInterruptedError",
     "StructuredOutputError",
     "SyncEndpointClient",
+    "SyncEndpointRouter",
     "SyncStream",
     "TGIContentFormatter",
     "ToolCall",
@@ -235,6 +243,7 @@ __all__ = [  # noqa: RUF022 - plain sorted(), as tests/test_public_api.py checks
     "get_formatter",
     "list_formatters",
     "load_client",
+    "load_router",
     "register_formatter",
     "unregister_formatter",
 ]

@@ -89,6 +89,10 @@ def _rebuild(cls: type[_E], args: tuple[Any, ...], state: dict[str, Any]) -> _E:
 class AzmlError(Exception):
     """Root of every error raised by azml-client."""
 
+    #: Set by an :class:`EndpointRouter` on the error it raises: ``(endpoint URL, error)`` of
+    #: each attempt it made.
+    tried: list[tuple[str, str]] | None = None
+
     def __reduce__(self) -> tuple[Any, ...]:
         # BaseException pickles as ``cls(*self.args)`` plus ``__dict__``: that calls __init__
         # with the message only, which the keyword-only constructors below refuse (and

@@ -143,6 +143,7 @@ SUITES = {
     "import": ((), ()),  # benchmarks/imports.py: fresh interpreters
     "budget": ((), ()),  # benchmarks/budgets.py: bulk runs against limits, in one process
     "otel": ((), ()),  # benchmarks/telemetry.py: tracing absent, without an SDK, in memory
+    "routing": ((), ()),  # benchmarks/routing.py: one router over two rate-limited endpoints
     "transport": (
         ("aiohttp", "httpx", "httpx+azml-transport", "azml-transport-direct"),
         ("rps1", "rps64", "bulk", "stream"),
@@ -351,6 +352,12 @@ def main(argv: list[str] | None = None) -> int:
             (["--quick"] if args.quick else [])
             + (["--markdown", str(args.markdown)] if args.markdown else [])
         )
+        return 0
+    if args.suite == "routing":
+        from benchmarks import routing
+
+        markdown = ["--markdown", str(args.markdown)] if args.markdown else []
+        routing.main(["--quick"] * args.quick + markdown)
         return 0
     if args.suite == "otel":
         from benchmarks import telemetry

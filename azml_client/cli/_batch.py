@@ -11,11 +11,11 @@ from typing import Any
 import anyio
 
 from .._bulk._jobs import BatchJob, InputProblem, JobSummary, count_lines
-from .._client import EndpointClient
 from .._exceptions import ConfigurationError
 from .._pricing import Pricing
+from .._router import EndpointRouter, RouterRun, RouterStats
 from ._calls import embedding_options
-from ._connection import check_client, endpoint
+from ._connection import check_client, connect, endpoint
 from ._errors import say
 from ._render import ProgressRenderer, ProgressSnapshot, progress_renderer, summary_text
 
@@ -69,22 +69,50 @@ class _BatchView:
             self.renderer = None
 
 
+class _Routed:
+    """A router as the job's bulk client, keeping its run for the per-endpoint summary."""
+
+    def __init__(self, router: EndpointRouter) -> None:
+        self.router = router
+        self.run: RouterRun | None = None
+
+    def map(self, items: Any, **options: Any) -> RouterRun:
+        self.run = self.router.map(items, **options)
+        return self.run
+
+
 async def _run(
     args: argparse.Namespace, job: BatchJob, client_kwargs: dict[str, Any], view: _BatchView
-) -> JobSummary:
-    async with EndpointClient(**client_kwargs) as client:
+) -> tuple[JobSummary, RouterStats | None]:
+    """Run the job; with ``--routes`` also return the run's per-endpoint counters."""
+    async with connect(client_kwargs) as client:
         check_client(client, args)  # e.g. embeddings on /score: one line, not one per item
         view.start(job)  # once the client accepted its settings: no progress before a usage error
+        bulk = _Routed(client) if isinstance(client, EndpointRouter) else client
         try:
             if view.renderer is None:
-                return await job.run(client)
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(view.tick, job)
-                summary = await job.run(client)
-                tg.cancel_scope.cancel()
-            return summary
+                summary = await job.run(bulk)
+            else:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(view.tick, job)
+                    summary = await job.run(bulk)
+                    tg.cancel_scope.cancel()
         finally:
             view.close(job)
+    routed = bulk.run if isinstance(bulk, _Routed) else None
+    return summary, None if routed is None else routed.stats
+
+
+def endpoint_lines(stats: RouterStats) -> list[str]:
+    """One summary line per endpoint of a ``--routes`` run: its share and what it learnt."""
+    lines = ["  endpoints"]
+    for e in stats.endpoints:
+        rate = "no 429s" if e.rate is None else f"learnt {e.rate:.1f} req/s"
+        lines.append(
+            f"    {e.endpoint_url}  {e.succeeded} ok, {e.sent} sent, {e.rate_limited} 429s, "
+            f"{e.failed_over} failed over, {e.failed} failed; {rate}"
+        )
+    return lines
 
 
 def _job_params(args: argparse.Namespace) -> dict[str, Any]:
@@ -127,9 +155,15 @@ def batch(args: argparse.Namespace) -> int:
     with job:  # paths, lock and resume first: local problems show before any connection
         view.total = count_lines(args.input) if args.progress else None
         with endpoint(args) as client_kwargs:
-            summary = anyio.run(_run, args, job, client_kwargs, view)
+            summary, routed = anyio.run(_run, args, job, client_kwargs, view)
     if args.json:
-        say(json.dumps(summary.as_dict()), sys.stdout)
+        data = summary.as_dict()
+        if routed is not None:
+            data["endpoints"] = [e.as_dict() for e in routed.endpoints]
+        say(json.dumps(data), sys.stdout)
     else:
-        say(summary_text(summary, args.output))
+        text = summary_text(summary, args.output)
+        if routed is not None:
+            text = "\n".join([text, *endpoint_lines(routed)])
+        say(text)
     return 0 if summary.success else 1

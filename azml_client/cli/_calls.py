@@ -18,11 +18,14 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from .._client import EndpointClient
 from .._exceptions import ConfigurationError
-from ._connection import check_client
+from .._router import EndpointRouter
+from .._types import Embeddings, Usage
+from ._connection import Client, check_client, connect
 from ._errors import say
 from ._parser import parse_params
 
 if TYPE_CHECKING:
+    from .._router import RouterStream
     from .._streaming import AsyncStream
 
 __all__ = [
@@ -160,9 +163,10 @@ def _dump(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _result_json(result: Any) -> dict[str, Any]:
+def _result_json(result: Any, routed: bool = False) -> dict[str, Any]:
     """``{text, finish_reason, usage, request_id, attempts}``, with ``tool_calls`` and
-    ``parsed`` when the answer has them."""
+    ``parsed`` when the answer has them, and (``--routes``) the ``endpoint_url`` that
+    answered."""
     usage = getattr(result, "usage", None)
     data = {
         "text": result.text,
@@ -177,6 +181,8 @@ def _result_json(result: Any) -> dict[str, Any]:
     parsed = getattr(result, "parsed", None)
     if parsed is not None:
         data["parsed"] = parsed.model_dump() if hasattr(parsed, "model_dump") else parsed
+    if routed:
+        data["endpoint_url"] = getattr(result, "endpoint_url", None)
     return data
 
 
@@ -185,8 +191,8 @@ def _tool_call_lines(result: Any) -> list[str]:
     return [f"tool call {c.function.name}({c.function.arguments})" for c in calls]
 
 
-async def _stream(client: EndpointClient, request: CallRequest, as_json: bool, out: TextIO) -> Any:
-    stream: AsyncStream
+async def _stream(client: Client, request: CallRequest, as_json: bool, out: TextIO) -> Any:
+    stream: AsyncStream | RouterStream
     async with client.stream(request.payload, **request.params) as stream:
         async for chunk in stream:
             if as_json:
@@ -207,7 +213,7 @@ async def send_call(
 ) -> int:
     """``azml complete`` / ``azml chat``: print the text (or JSON), and any tool calls."""
     out = sys.stdout
-    async with EndpointClient(**client_kwargs) as client:
+    async with connect(client_kwargs) as client:
         check_client(client, args)
         if args.stream:
             result = await _stream(client, request, args.json, out)
@@ -216,7 +222,7 @@ async def send_call(
         else:
             result = await client.chat(request.payload, **request.params)
     if args.json:
-        out.write(_dump(_result_json(result)) + "\n")
+        out.write(_dump(_result_json(result, routed="routes" in client_kwargs)) + "\n")
     else:
         lines = _tool_call_lines(result)
         if not args.stream and (result.text or not lines):
@@ -229,13 +235,34 @@ async def send_call(
 # -- embed / info ------------------------------------------------------------------------------
 
 
+async def _embed_in_parts(
+    router: EndpointRouter, texts: list[str], size: int, options: dict[str, Any]
+) -> Embeddings:
+    """``azml embed --routes`` with more texts than ``--batch-size``: one routed request a
+    part, in order (each part fails over on its own)."""
+    vectors: list[list[float]] = []
+    prompt = total = attempts = 0
+    for start in range(0, len(texts), size):
+        part = await router.embed(texts[start : start + size], **options)
+        vectors.extend(part.vectors)
+        attempts += part.attempts
+        if part.usage is not None:
+            prompt += part.usage.prompt_tokens or 0
+            total += part.usage.total_tokens or 0
+    return Embeddings(
+        vectors=vectors, usage=Usage(prompt_tokens=prompt, total_tokens=total), attempts=attempts
+    )
+
+
 async def embed(args: argparse.Namespace, client_kwargs: dict[str, Any], texts: list[str]) -> int:
     """``azml embed``: one JSON vector a line, or (``--json``) one object."""
     options = embedding_options(args)
-    async with EndpointClient(**client_kwargs) as client:
+    async with connect(client_kwargs) as client:
         check_client(client, args)
         if len(texts) <= args.batch_size:
             result = await client.embed(texts, **options)
+        elif isinstance(client, EndpointRouter):
+            result = await _embed_in_parts(client, texts, args.batch_size, options)
         else:
             result = await client.embed_many(texts, batch_size=args.batch_size, **options)
     out = sys.stdout

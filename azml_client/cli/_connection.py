@@ -15,10 +15,26 @@ from typing import Any
 from .._client import EndpointClient
 from .._constants import ApiType
 from .._exceptions import ConfigurationError
+from .._router import EndpointRouter, load_router
 from ..formatters import FormatterInfo, get_formatter, list_formatters
 from ._parser import faults_in_cli_terms, faults_kwargs, given_fault_flags
 
-__all__ = ["check_client", "emulator_plan", "endpoint", "wants_embeddings"]
+__all__ = ["Client", "check_client", "connect", "emulator_plan", "endpoint", "wants_embeddings"]
+
+#: What a client command talks through: one endpoint's client, or a router (``--routes``).
+Client = EndpointClient | EndpointRouter
+
+#: Flags that name one endpoint: with --routes the routes file names them per endpoint.
+_ONE_ENDPOINT_FLAGS = (
+    ("endpoint_url", "--endpoint-url"),
+    ("api_type", "--api-type"),
+    ("deployment", "--deployment"),
+    ("model", "--model"),
+    ("api_version", "--api-version"),
+    ("formatter", "--formatter"),
+    ("api_key", "--api-key"),
+    ("emulator", "--emulator"),
+)
 
 #: Family of the embedded emulator's /score (and formatter) when neither is given: it answers
 #: prompts and chats alike and reports usage, so mixed batch files work out of the box.
@@ -91,9 +107,43 @@ def _given_emulator_flags(args: argparse.Namespace) -> list[str]:
     return given + [f"--emulator-{flag.name}" for flag in given_fault_flags(args)]
 
 
+def _routes_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    """``--routes``: the routes file and the router options the flags give."""
+    if args.command == "info":
+        raise ConfigurationError(
+            "azml info asks one endpoint: give it with --endpoint-url instead of --routes"
+        )
+    given = [flag for name, flag in _ONE_ENDPOINT_FLAGS if getattr(args, name, None)]
+    given += _given_emulator_flags(args)
+    if given:
+        raise ConfigurationError(
+            f"{given[0]} names one endpoint: with --routes set it for each endpoint in "
+            f"{args.routes} (a saved client config, or the endpoint's settings)"
+        )
+    kwargs: dict[str, Any] = {"routes": args.routes}
+    if args.timeout is not None:
+        kwargs["timeout"] = args.timeout
+    if args.max_retries is not None:
+        kwargs["max_retries"] = args.max_retries
+    return kwargs
+
+
+def connect(kwargs: dict[str, Any]) -> Client:
+    """The client a command talks through: ``EndpointClient(**kwargs)``, or with ``--routes``
+    the router of the routes file (``kwargs`` from :func:`endpoint`)."""
+    if "routes" in kwargs:
+        options = dict(kwargs)
+        return load_router(options.pop("routes"), **options)
+    return EndpointClient(**kwargs)
+
+
 @contextmanager
 def endpoint(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
-    """The ``EndpointClient`` arguments of a client command (starting the emulator if asked)."""
+    """The ``EndpointClient`` arguments of a client command (starting the emulator if asked),
+    or with ``--routes`` the routes file and the router's options (see :func:`connect`)."""
+    if getattr(args, "routes", None):
+        yield _routes_arguments(args)
+        return
     kwargs: dict[str, Any] = {
         "endpoint_url": args.endpoint_url,
         "api_key": args.api_key,
@@ -143,8 +193,21 @@ def endpoint(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
         yield kwargs
 
 
-def check_client(client: EndpointClient, args: argparse.Namespace) -> None:
+def _check_router(router: EndpointRouter, args: argparse.Namespace) -> None:
+    """Refuse a command none of the router's endpoints can serve, naming the routes file."""
+    if wants_embeddings(args) and not router.able("embed"):
+        command = "azml batch --task embeddings" if args.command == "batch" else "azml embed"
+        raise ConfigurationError(
+            f"no endpoint of {args.routes} has an embeddings route: {command} needs a "
+            "serverless, models or openai_v1 endpoint among them"
+        )
+
+
+def check_client(client: Client, args: argparse.Namespace) -> None:
     """Refuse what this endpoint kind cannot do, before anything is sent, in flag terms."""
+    if isinstance(client, EndpointRouter):
+        _check_router(client, args)
+        return
     kind, url = client.api_type, client.settings.endpoint_url
     command = f"azml {args.command}"
     if args.command == "batch" and wants_embeddings(args):

@@ -58,6 +58,7 @@ examples:
   azml info --endpoint-url https://RES.services.ai.azure.com/models
   azml batch examples/prompts.jsonl -o results.jsonl --emulator --emulator-rate-limit 50
   azml batch docs.jsonl -o vectors.jsonl --task embeddings --emulator --api-type openai_v1
+  azml batch prompts.jsonl -o results.jsonl --routes routes.json
   azml emulate --port 8000 --family vllm --rate-limit 20
   azml formatters
 
@@ -291,6 +292,14 @@ def _connection_parent() -> argparse.ArgumentParser:
         "--api-key",
         metavar="KEY",
         help="the key; prefer AZUREML_ENDPOINT_API_KEY (a flag shows in ps and shell history)",
+    )
+    group.add_argument(
+        "--routes",
+        metavar="ROUTES.json",
+        help="several endpoints of one model behind one router (complete, chat, embed, batch): "
+        "a JSON routes file listing saved client configs or settings, with weights and a "
+        "strategy (capacity, weighted, priority); replaces --endpoint-url and the other "
+        "per-endpoint flags; --timeout and --max-retries apply to the router's calls",
     )
     emu = parent.add_argument_group("embedded emulator")
     emu.add_argument(
