@@ -759,6 +759,19 @@ class EndpointClient:
         driver = self._driver
         from ._streaming import AsyncStream
 
+        telemetry = self._telemetry
+        trace = None
+        if telemetry is not None:
+            operation = "text_completion" if isinstance(prompt_or_messages, str) else "chat"
+            trace = telemetry.start(
+                operation,
+                self._span_model(merged),
+                merged,
+                stream=True,
+                messages=request.messages if request.messages is not None else request.prompt,
+            )
+            call.trace = trace
+
         async def opener() -> Exchange:
             return await driver.run(call, _as_exchange)
 
@@ -771,6 +784,7 @@ class EndpointClient:
             deadline_at=call.deadline_at,
             redactor=driver.redactor,
             structured=structured,
+            trace=trace,
         )
 
     # -- embeddings and model info ----------------------------------------------------------

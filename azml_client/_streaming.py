@@ -34,6 +34,7 @@ from ._http._body import body_chunks, read_body
 from ._http._errors import TRANSPORT_ERRORS, transport_error
 from ._redact import Redactor, scrub
 from ._sse import ServerSentEvent, SSEDecoder
+from ._telemetry import CallTrace
 from ._tools import Structured
 from ._types import StreamChunk, ToolCall, Usage, tool_calls_from, usage_from
 from .formatters._base import ContentFormatterBase, FormatRequest, ParsedOutput, decode_response
@@ -64,8 +65,14 @@ class AsyncStream:
         deadline_at: float | None = None,
         redactor: Redactor | None = None,
         structured: Structured | None = None,
+        trace: CallTrace | None = None,
     ) -> None:
         self._opener = opener
+        #: The call's span (``None``: nothing records); ended however the stream ends.
+        self._trace = trace
+        #: Whether the traced iterator is inside a step (between the consumer's ``__anext__``
+        #: and the next ``yield``); an ``aclose()`` then comes from the stream's own ending.
+        self._stepping = False
         self._formatter = formatter
         self._request = request
         self._idle_timeout = idle_timeout
@@ -133,7 +140,17 @@ class AsyncStream:
         if self._closed:
             raise APIConnectionError("this stream is closed", url=self._url)
         if self._response is None:
-            self._exchange = await self._opener()
+            if self._trace is None:
+                self._exchange = await self._opener()
+            else:
+                try:
+                    self._exchange = await self._opener()
+                except Exception as exc:
+                    self._trace.failed(exc)
+                    raise
+                except BaseException:
+                    self._trace.cancelled()
+                    raise
             self._response = self._exchange.response
 
     async def __aenter__(self) -> AsyncStream:
@@ -145,6 +162,8 @@ class AsyncStream:
 
     async def aclose(self) -> None:
         """Release the connection. Idempotent; safe in ``finally`` and under cancellation."""
+        if self._trace is not None and not self._stepping:
+            self._trace_end(complete=False)  # the consumer closed it before its end
         self._closed = True
         response, self._response = self._response, None
         if response is not None:
@@ -155,7 +174,52 @@ class AsyncStream:
         if self._started:
             raise RuntimeError("a stream can be iterated once")
         self._started = True
-        return self._iterate()
+        if self._trace is None:
+            return self._iterate()
+        return self._traced(self._iterate())
+
+    async def _traced(self, chunks: AsyncIterator[StreamChunk]) -> AsyncIterator[StreamChunk]:
+        """``chunks`` inside the stream's span: its first chunk timed, its end recorded
+        whatever ends it (the last chunk, ``break``, cancellation, an error)."""
+        trace = self._trace
+        assert trace is not None
+        complete = False
+        self._stepping = True
+        try:
+            async for chunk in chunks:
+                trace.first_chunk()
+                self._stepping = False
+                yield chunk
+                self._stepping = True
+            complete = True
+        except GeneratorExit:  # the consumer left the loop
+            await chunks.aclose()  # type: ignore[attr-defined]
+            raise
+        except Exception as exc:
+            trace.failed(exc)
+            raise
+        except BaseException:
+            trace.cancelled()
+            raise
+        finally:
+            self._trace_end(complete=complete)
+
+    def _trace_end(self, *, complete: bool) -> None:
+        """End the span with what the stream received (a no-op once it ended)."""
+        trace = self._trace
+        if trace is None:
+            return
+        usage = self.usage
+        trace.succeeded(
+            finish_reasons=[self.finish_reason] if self.finish_reason else (),
+            input_tokens=usage.prompt_tokens if usage else None,
+            output_tokens=usage.completion_tokens if usage else None,
+            attempts=self.attempts,
+            request_id=self.request_id,
+            client_request_id=self.client_request_id,
+            output=self.text,
+            complete=complete,
+        )
 
     # -- decoding -------------------------------------------------------------------------
 

@@ -399,8 +399,10 @@ class CallTrace:
         request_id: str | None = None,
         client_request_id: str | None = None,
         output: Any = None,
+        complete: bool = True,
     ) -> None:
-        """End the call with its answer."""
+        """End the call with its answer (``complete=False``: a stream its consumer left, or
+        closed, before the end; what arrived is recorded, not as an error)."""
         if self._ended:
             return
         self._ended = True
@@ -415,6 +417,7 @@ class CallTrace:
                 "azml.attempts": attempts,
                 "azml.request_id": request_id,
                 "azml.client_request_id": client_request_id,
+                "azml.stream.complete": None if complete else False,
             }
             if self._owner.capture_content and output is not None:
                 values[OUTPUT_MESSAGES] = _dump(output)

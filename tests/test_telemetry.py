@@ -4,6 +4,7 @@ retries, streams ended however they end, content capture, and no key anywhere.""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Iterator
@@ -279,3 +280,75 @@ async def test_logs_say_nothing_by_default_and_never_the_key(
     assert any(m.startswith("retrying") and "HTTP 503" in m for m in messages)
     assert all(CANARY_KEY not in m for m in messages)
     assert logging.getLogger("azml_client").handlers  # a NullHandler: silent unless configured
+
+
+@pytest.mark.parametrize("ending", ["done", "break", "error"])
+@respx.mock
+async def test_a_stream_span_ends_however_the_stream_ends(otel: Otel, ending: str) -> None:
+    events = [
+        {"choices": [{"index": 0, "delta": {"content": "a"}}]},
+        {"choices": [{"index": 0, "delta": {"content": "b"}, "finish_reason": "stop"}]},
+        {"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}},
+    ]
+    body = "".join(f"data: {json.dumps(e)}\n\n" for e in events)
+    if ending != "error":
+        body += "data: [DONE]\n\n"
+    respx.post(SERVERLESS_URL).mock(
+        return_value=httpx.Response(
+            200, content=body.encode(), headers={"content-type": "text/event-stream"}
+        )
+    )
+    async with otel.client(max_retries=0) as client:
+        stream = client.stream([{"role": "user", "content": "Hi"}])
+        try:
+            async with stream:
+                async for _chunk in stream:
+                    if ending == "break":
+                        break
+        except Exception as exc:
+            assert ending == "error", exc
+    (span,) = otel.spans()
+    attributes = dict(span.attributes or {})
+    assert attributes["gen_ai.request.stream"] is True
+    assert isinstance(attributes["gen_ai.response.time_to_first_chunk"], float)
+    if ending == "done":
+        assert attributes["gen_ai.usage.output_tokens"] == 2
+        assert attributes["gen_ai.response.finish_reasons"] == ("stop",)
+        assert span.status.status_code is not StatusCode.ERROR
+    elif ending == "break":
+        assert attributes["azml.stream.complete"] is False
+        assert span.status.status_code is not StatusCode.ERROR
+    else:
+        assert attributes["error.type"] == "StreamInterruptedError"
+        assert span.status.status_code is StatusCode.ERROR
+    assert len(otel.metrics()["gen_ai.client.operation.time_to_first_chunk"]) == 1
+
+
+@respx.mock
+async def test_a_cancelled_stream_ends_its_span(otel: Otel) -> None:
+    started = asyncio.Event()
+
+    async def slow_body() -> Any:
+        yield b'data: {"choices":[{"index":0,"delta":{"content":"a"}}]}\n\n'
+        started.set()
+        await asyncio.sleep(30)
+
+    respx.post(SERVERLESS_URL).mock(
+        return_value=httpx.Response(
+            200, content=slow_body(), headers={"content-type": "text/event-stream"}
+        )
+    )
+    async with otel.client(max_retries=0) as client:
+
+        async def consume() -> None:
+            async with client.stream([{"role": "user", "content": "Hi"}]) as stream:
+                async for _chunk in stream:
+                    pass
+
+        task = asyncio.create_task(consume())
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    (span,) = otel.spans()
+    assert dict(span.attributes or {})["error.type"] == "cancelled"
