@@ -13,6 +13,7 @@ gets chunks or an :class:`~azml_client.AzmlError`.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -30,7 +31,7 @@ from ._exceptions import (
     reported_error,
 )
 from ._http import Exchange
-from ._http._body import body_chunks, read_body
+from ._http._body import body_chunks, close_at_once, read_body
 from ._http._errors import TRANSPORT_ERRORS, transport_error
 from ._redact import Redactor, scrub
 from ._sse import ServerSentEvent, SSEDecoder
@@ -40,6 +41,84 @@ from ._types import StreamChunk, ToolCall, Usage, tool_calls_from, usage_from
 from .formatters._base import ContentFormatterBase, FormatRequest, ParsedOutput, decode_response
 
 __all__ = ["AsyncStream"]
+
+_raw_decode = json.JSONDecoder().raw_decode
+
+
+def _chunk_builder() -> Callable[[dict[str, Any]], StreamChunk]:
+    """How :meth:`AsyncStream._chunk` builds a :class:`StreamChunk` from values it checked.
+
+    ``StreamChunk.model_validate`` would validate them again (about half of the client's work
+    per token); ``model_construct`` skips that but costs more still. So the instance is made
+    as ``model_construct`` makes it (its ``__dict__``, the fields set, no extras, no private
+    attributes), after checking once, here, that this gives exactly what ``model_validate``
+    gives: the same fields, no validators or ``model_post_init``, equal instances. If any of
+    that does not hold (another pydantic, a changed model), chunks are validated.
+    """
+    validate = StreamChunk.model_validate
+    new = object.__new__
+    set_attribute = object.__setattr__
+
+    def construct(values: dict[str, Any]) -> StreamChunk:
+        chunk = new(StreamChunk)
+        set_attribute(chunk, "__dict__", values)
+        set_attribute(chunk, "__pydantic_fields_set__", set(values))
+        set_attribute(chunk, "__pydantic_extra__", {})
+        set_attribute(chunk, "__pydantic_private__", None)
+        return chunk
+
+    def sample() -> dict[str, Any]:
+        return {
+            "text": "x",
+            "finish_reason": "stop",
+            "usage": Usage(prompt_tokens=1, completion_tokens=2, total_tokens=3),
+            "index": 1,
+            "delta": {"content": "x"},
+            "raw": {"choices": []},
+        }
+
+    try:
+        decorators = StreamChunk.__pydantic_decorators__
+        hooks = (
+            decorators.validators,
+            decorators.field_validators,
+            decorators.root_validators,
+            decorators.model_validators,
+            StreamChunk.__private_attributes__,
+        )
+        if (
+            set(StreamChunk.model_fields) != set(sample())
+            or any(hooks)
+            or StreamChunk.__pydantic_post_init__ is not None
+            or StreamChunk.model_config.get("extra") != "allow"
+        ):
+            return validate
+        made, validated = construct(sample()), validate(sample())
+        same = (
+            made == validated
+            and made.__dict__ == validated.__dict__
+            and made.model_fields_set == validated.model_fields_set
+            and made.__pydantic_extra__ == validated.__pydantic_extra__
+            and made.model_dump() == validated.model_dump()
+            and repr(made) == repr(validated)
+        )
+    except Exception:  # a pydantic without these attributes: validate
+        return validate
+    return construct if same else validate
+
+
+_checked_chunk = _chunk_builder()
+
+
+def _event_json(text: str) -> Any:
+    """:func:`._json.loads` of one event's data, a third cheaper where the data is exactly one
+    JSON value (what servers send): ``raw_decode`` skips ``loads``' whitespace passes. Anything
+    else (spaces around it, a BOM, bad JSON) goes through ``_json.loads`` for its answer."""
+    try:
+        data, end = _raw_decode(text)
+    except (ValueError, RecursionError):
+        return _json.loads(text)
+    return data if end == len(text) else _json.loads(text)
 
 
 Opener = Callable[[], Awaitable[Exchange]]
@@ -78,7 +157,9 @@ class AsyncStream:
         self._idle_timeout = idle_timeout
         self._url = url
         self._deadline_at = deadline_at
-        self._redactor = redactor or Redactor()
+        # The client's own redactor even while it knows no secret yet (a token is added on
+        # the first attempt): ``redactor or ...`` would swap an empty one for a fresh copy.
+        self._redactor = Redactor() if redactor is None else redactor
         self._response: httpx.Response | None = None
         self._exchange: Exchange | None = None
         self._parts: list[str] = []
@@ -166,7 +247,7 @@ class AsyncStream:
             self._trace_end(complete=False)  # the consumer closed it before its end
         self._closed = True
         response, self._response = self._response, None
-        if response is not None:
+        if response is not None and not close_at_once(response):
             with anyio.CancelScope(shield=True):
                 await response.aclose()
 
@@ -226,23 +307,60 @@ class AsyncStream:
     async def _iterate(self) -> AsyncIterator[StreamChunk]:
         try:
             await self._open()
-            assert self._response is not None
-            content_type = self._response.headers.get("content-type", "")
+            response = self._response
+            assert response is not None
             # Whatever the server sent, an AzmlError or a chunk comes out: a parser that trips
             # on the server's data is caught once, around the loop (not a wrapper per chunk;
             # the consumer's own exceptions never reach this generator).
             try:
-                if "text/event-stream" not in content_type:
-                    yield await self._whole_answer(self._response)
+                if "text/event-stream" not in response.headers.get("content-type", ""):
+                    yield await self._whole_answer(response)
                     return
-                async for chunk in self._events(self._response):
-                    yield chunk
+                # The events loop is written out here rather than in a generator of its own:
+                # it runs once per token, and each generator layer costs a resumption.
+                decoder = SSEDecoder()
+                done_marker = self._formatter.stream_done_marker
+                # The transport bounds every read by the idle timeout (the request's read
+                # timeout); a deadline bounds them too. Without a Content-Encoding the raw
+                # stream is read directly: httpx's decoder chain would cost more than the SSE
+                # parsing itself, once per network read.
+                next_bytes = body_chunks(response).__anext__
+                timed = self._deadline_at is not None
+                while True:
+                    failure = None
+                    try:
+                        raw = await (self._read(next_bytes) if timed else next_bytes())
+                    except StopAsyncIteration:
+                        break
+                    except Exception as exc:
+                        failure = self._read_failure(exc, None)
+                        if failure is None:
+                            raise
+                    if failure is not None:
+                        raise failure  # outside the except block: no chain to the read's error
+                    for event in decoder.feed(raw):
+                        if done_marker is not None and event.data.strip() == done_marker:
+                            return
+                        chunk = self._event(event)
+                        if chunk is None:
+                            continue
+                        finished = chunk.finish_reason is not None
+                        yield chunk
+                        if finished and done_marker is None:
+                            return
+                decoder.flush()
             except AzmlError:
                 raise
             except Exception as exc:
                 error = self._unreadable(exc)
             else:
-                return
+                # A finished TGI stream returned above; anything else ending here was cut short.
+                error = StreamInterruptedError(
+                    "the server closed the stream before its end: the answer is incomplete "
+                    f"({len(self.text)} characters received)",
+                    url=self._url,
+                    client_request_id=self.client_request_id,
+                )
             raise error
         finally:
             await self.aclose()
@@ -271,9 +389,8 @@ class AsyncStream:
         return self._deadline_at - time.monotonic()
 
     async def _read(self, reader: Callable[[], Awaitable[bytes]]) -> bytes:
-        """One read, every failure typed: idle timeout, deadline, a broken connection."""
+        """One read within the deadline, every failure typed (see :meth:`_read_failure`)."""
         limit = self._read_limit()
-        error: AzmlError
         try:
             if limit is None:
                 return await reader()
@@ -281,9 +398,19 @@ class AsyncStream:
                 raise TimeoutError
             with anyio.fail_after(min(limit, self._idle_timeout)):
                 return await reader()
-        except (StopAsyncIteration, AzmlError):
-            raise
-        except TimeoutError:
+        except Exception as exc:
+            failure = self._read_failure(exc, limit)
+            if failure is None:
+                raise
+        raise failure
+
+    def _read_failure(self, exc: Exception, limit: float | None) -> AzmlError | None:
+        """The typed error for a failed read: idle timeout, deadline, a broken connection;
+        None for what passes through as it is (the end of the body, our own errors, bugs)."""
+        error: AzmlError
+        if isinstance(exc, StopAsyncIteration | AzmlError):
+            return None
+        if isinstance(exc, TimeoutError):
             if limit is not None and limit <= self._idle_timeout:
                 error = APITimeoutError(
                     "the call's deadline ran out while streaming "
@@ -295,11 +422,11 @@ class AsyncStream:
                 error = APITimeoutError(
                     f"no data for {self._idle_timeout:g}s while streaming", url=self._url
                 )
-        except httpx.TimeoutException:
+        elif isinstance(exc, httpx.TimeoutException):
             error = APITimeoutError(
                 f"no data for {self._idle_timeout:g}s while streaming", url=self._url
             )
-        except TRANSPORT_ERRORS as exc:
+        elif isinstance(exc, TRANSPORT_ERRORS):
             mapped = transport_error(
                 exc,
                 url=self._url,
@@ -314,46 +441,15 @@ class AsyncStream:
                 if type(mapped) is APIConnectionError
                 else mapped
             )
-        raise scrub(error, self._redactor)
-
-    async def _events(self, response: httpx.Response) -> AsyncIterator[StreamChunk]:
-        decoder = SSEDecoder()
-        done_marker = self._formatter.stream_done_marker
-        finished = False
-        # The transport bounds every read by the idle timeout (the request's read timeout).
-        # Without a Content-Encoding the raw stream is read directly: httpx's decoder chain
-        # would cost more than the SSE parsing itself, once per network read.
-        byte_iter = body_chunks(response)
-        while True:
-            try:
-                raw = await self._read(byte_iter.__anext__)
-            except StopAsyncIteration:
-                break
-            for event in decoder.feed(raw):
-                if done_marker is not None and event.data.strip() == done_marker:
-                    return
-                chunk = self._event(event)
-                if chunk is None:
-                    continue
-                if chunk.finish_reason is not None:
-                    finished = True
-                yield chunk
-                if finished and done_marker is None:
-                    return
-        decoder.flush()
-        # A finished TGI stream returned above; anything else ending here was cut short.
-        raise StreamInterruptedError(
-            "the server closed the stream before its end: the answer is incomplete "
-            f"({len(self.text)} characters received)",
-            url=self._url,
-            client_request_id=self.client_request_id,
-        )
+        else:
+            return None
+        return scrub(error, self._redactor)
 
     def _event(self, event: ServerSentEvent) -> StreamChunk | None:
         if event.event == "error":
             raise self._in_band_error(event.data)
         try:
-            data = _json.loads(event.data)
+            data = _event_json(event.data)
         except ValueError:
             raise ResponseFormatError(
                 "a stream event is not JSON",
@@ -389,7 +485,7 @@ class AsyncStream:
                 api_type=str(self._request.api_type),
                 request_id=self.request_id,
             )
-        usage = usage_from(parsed.usage)
+        usage = None if parsed.usage is None else usage_from(parsed.usage)
         finish = parsed.finish_reason
         delta = None
         if type(data) is dict:
@@ -398,13 +494,21 @@ class AsyncStream:
                 delta = choices[0].get("delta")
                 if type(delta) is dict and "tool_calls" in delta:
                     self._add_tool_calls(delta["tool_calls"])
-        chunk = StreamChunk(
-            text=text,
-            finish_reason=finish if isinstance(finish, str) else None,
-            usage=usage,
-            index=len(self._parts),
-            delta=delta,
-            raw=data,
+        reason = finish if isinstance(finish, str) else None
+        values = {
+            "text": text,
+            "finish_reason": reason,
+            "usage": usage,
+            "index": len(self._parts),
+            "delta": delta,
+            "raw": data,
+        }
+        # Every value is checked above: validating them again was half of a token's cost.
+        # A str subclass is left to pydantic, which turns it into a plain str.
+        chunk = (
+            _checked_chunk(values)
+            if reason is None or type(reason) is str
+            else StreamChunk.model_validate(values)
         )
         self._parts.append(text)
         if finish is not None:

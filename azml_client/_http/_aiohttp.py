@@ -48,6 +48,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from .._constants import DEFAULT_LIMITS
+from ._body import ClosesAtOnce
 from ._factory import ProxyResolver, ProxyTypes, VerifyTypes, create_ssl_context
 
 __all__ = ["EXCEPTION_MAP", "AiohttpTransport", "map_exception"]
@@ -178,6 +179,12 @@ def _detail(exc: BaseException) -> str:
     return ""
 
 
+#: What aiohttp raises when ``sock_read`` runs out (``ServerTimeoutError`` before 3.10).
+_READ_TIMEOUT: Final[type[Exception]] = getattr(
+    aiohttp, "SocketTimeoutError", aiohttp.ServerTimeoutError
+)
+
+
 def _closed_error(request: httpx.Request | None) -> httpx.ReadError:
     return httpx.ReadError("The transport was closed while the response was read", request=request)
 
@@ -271,7 +278,7 @@ class _Aborted(Exception):
     """Internal: set on a body's aiohttp reader to wake a read that closing would strand."""
 
 
-class _ResponseStream(httpx.AsyncByteStream):
+class _ResponseStream(ClosesAtOnce):
     """The body of an aiohttp response, chunk by chunk as it arrives.
 
     ``aclose()`` hands the connection back to aiohttp's pool when the body was read to the end,
@@ -283,18 +290,42 @@ class _ResponseStream(httpx.AsyncByteStream):
     the body's reader from the connection without waking a read already waiting on it, which
     then waits forever (aiohttp 3.14). So before closing, :meth:`abort` fails the reader itself;
     the read ends with ``httpx.ReadError`` (transport closed) or ``httpx.StreamClosed``.
+
+    The read timeout of the body is kept here rather than by aiohttp: aiohttp's ``sock_read``
+    timer is cancelled and scheduled anew on every network read, the largest cost of a
+    streamed token in the transport. Each wait for data is bounded instead by one timer per
+    body that, when it fires, fails the read if the current wait has lasted ``read`` seconds,
+    and else is set again for when it would have (a wait is two clock readings; the timer is
+    rescheduled about once per ``read`` seconds). aiohttp's own timer, set when the headers
+    arrived, still bounds the first wait; the connection is handed its ``sock_read`` again by
+    the next request that uses it. Time spent outside a read (the consumer's) never counts.
     """
 
-    __slots__ = ("_body", "_open", "_pool", "_request", "_response")
+    __slots__ = ("_body", "_idle", "_open", "_pool", "_request", "_response", "_since", "_timer")
 
     def __init__(
-        self, response: aiohttp.ClientResponse, request: httpx.Request | None, pool: _Pool
+        self,
+        response: aiohttp.ClientResponse,
+        request: httpx.Request | None,
+        pool: _Pool,
+        read_timeout: float | None = None,
     ):
         self._response = response
         self._body = response.content
         self._request = request
         self._pool = pool
         self._open = True
+        #: The read timeout kept here (None: none, or aiohttp keeps it).
+        self._idle: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        #: When the pending wait for data started (None: no read is waiting).
+        self._since: float | None = None
+        if read_timeout:
+            connection = response.connection
+            protocol = connection.protocol if connection is not None else None
+            if protocol is not None and protocol.read_timeout == read_timeout:
+                protocol.read_timeout = None  # from its next network read on
+                self._idle = read_timeout
         pool.streams.add(self)
 
     def __aiter__(self) -> AsyncIterator[bytes]:
@@ -308,7 +339,22 @@ class _ResponseStream(httpx.AsyncByteStream):
             error = httpx.StreamClosed()
         else:
             try:
-                chunk = await self._body.readany()
+                body = self._body
+                if self._idle is None:
+                    chunk = await body.readany()
+                else:
+                    # What is already there needs no timer (a whole small answer, often);
+                    # once the timer is set, readany() takes what is there or waits.
+                    chunk = body.read_nowait() if self._timer is None else b""
+                    if not chunk and (self._timer is not None or not body.is_eof()):
+                        loop = self._pool.loop
+                        self._since = since = loop.time()
+                        if self._timer is None:
+                            self._timer = loop.call_at(since + self._idle, self._check_idle)
+                        try:
+                            chunk = await body.readany()
+                        finally:
+                            self._since = None
             except (*_MAPPED, _Aborted, RuntimeError) as exc:
                 if self._pool.closed:
                     error = _closed_error(self._request)
@@ -326,16 +372,34 @@ class _ResponseStream(httpx.AsyncByteStream):
                 error = _closed_error(self._request)
         raise error  # outside the except block: no chain to aiohttp's exception
 
+    def _check_idle(self) -> None:
+        """The idle timer: fail the waiting read if it has waited long enough, else set the
+        timer for when it will have (or leave it unset while no read waits)."""
+        self._timer = None
+        since, idle = self._since, self._idle
+        if since is None or idle is None or not self._open:
+            return
+        loop = self._pool.loop
+        if loop.time() - since >= idle:
+            if not self._body.is_eof():
+                self._body.set_exception(_READ_TIMEOUT("Timeout on reading data from socket"))
+        else:
+            self._timer = loop.call_at(since + idle, self._check_idle)
+
     def abort(self) -> None:
         """Fail a read waiting on this body, before its connection is closed under it."""
         if not self._body.is_eof():
             self._body.set_exception(_Aborted())
 
-    async def aclose(self) -> None:
+    def close(self) -> None:
+        """What ``aclose()`` does (it never waits): see :class:`~._body.ClosesAtOnce`."""
         if not self._open:
             return
         self._open = False
         self._pool.streams.discard(self)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         try:
             if self._body.is_eof():
                 self._response.release()
@@ -594,7 +658,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return httpx.Response(
             status_code=response.status,
             headers=response.raw_headers,
-            stream=_ResponseStream(response, request, pool),
+            stream=_ResponseStream(response, request, pool, read),
             extensions={
                 "http_version": _http_version(response),
                 "reason_phrase": (response.reason or "").encode("latin-1", "replace"),

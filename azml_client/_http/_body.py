@@ -17,9 +17,40 @@ from .. import _json
 from .._constants import MAX_RESPONSE_BYTES, SERVER_REQUEST_ID_HEADERS
 from .._exceptions import ResponseFormatError
 
-__all__ = ["body_chunks", "read_body", "server_message", "server_request_id"]
+__all__ = [
+    "ClosesAtOnce",
+    "body_chunks",
+    "close_at_once",
+    "read_body",
+    "server_message",
+    "server_request_id",
+]
 
 _REQUEST_ID_KEYS = tuple(name.encode() for name in SERVER_REQUEST_ID_HEADERS)
+
+
+class ClosesAtOnce(httpx.AsyncByteStream):
+    """A response body whose closing never waits (the aiohttp transport's): :meth:`close`
+    does all that ``aclose()`` does."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        self.close()
+
+
+def close_at_once(response: httpx.Response) -> bool:
+    """Close ``response`` without awaiting when its body allows it (as ``response.aclose()``
+    would, minus a coroutine and, for the caller, a cancellation shield around it); False when
+    the caller must await ``response.aclose()``."""
+    stream = response.stream
+    if not isinstance(stream, ClosesAtOnce):
+        return False
+    if not response.is_closed:
+        response.is_closed = True
+        stream.close()
+    return True
 
 
 def body_chunks(response: httpx.Response) -> AsyncIterator[bytes]:
@@ -52,7 +83,8 @@ async def read_body(response: httpx.Response, *, limit: int = MAX_RESPONSE_BYTES
     else:
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
     finally:
-        await response.aclose()
+        if not close_at_once(response):
+            await response.aclose()
     raise error
 
 

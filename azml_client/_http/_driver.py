@@ -321,13 +321,12 @@ class Driver:
 
     async def _attempt(self, call: Call, attempt: int) -> Exchange:
         """One HTTP attempt: its answer, or the one typed error that says what went wrong."""
-        url = str(call.url)
         budget = call.timeout
         if call.deadline_at is not None:
             budget = min(budget, call.deadline_at - time.monotonic())
             if budget <= 0:
                 raise APITimeoutError(
-                    "the call's deadline ran out before this attempt could start", url=url
+                    "the call's deadline ran out before this attempt could start", url=str(call.url)
                 )
         headers = call.headers
         authorization = await self.auth.authorization()
@@ -355,7 +354,7 @@ class Driver:
                 await _close(held[0])
             raise
         except TRANSPORT_ERRORS as exc:
-            error = transport_error(exc, url=url, timeout=budget, redactor=self.redactor)
+            error = transport_error(exc, url=str(call.url), timeout=budget, redactor=self.redactor)
         except BaseException:  # cancelled: release the connection, then let it through
             if held:
                 await _close(held[0])
@@ -370,7 +369,7 @@ class Driver:
             logger.debug(
                 "%s %s -> %d in %.1f ms (attempt %d, request id %s)",
                 call.method,
-                url,
+                call.url,
                 status,
                 (time.monotonic() - started) * 1000,
                 attempt,
@@ -383,7 +382,7 @@ class Driver:
                 status,
                 response.headers,
                 body,
-                url=url,
+                url=str(call.url),
                 request_id=request_id,
                 client_request_id=call.client_request_id,
                 redactor=self.redactor,
@@ -393,16 +392,13 @@ class Driver:
     async def _exchange(
         self, call: Call, headers: dict[str, str], budget: float, held: list[httpx.Response]
     ) -> tuple[httpx.Response, bytes]:
-        """Send and read; the response goes into ``held`` as soon as there is one."""
+        """Send and read; the response goes into ``held`` as soon as there is one. The body is
+        read whole, but for a stream handed back open (an error status is read)."""
         response = await self._send(call, headers, budget)
         held.append(response)
-        return response, await self._read(call, response)
-
-    async def _read(self, call: Call, response: httpx.Response) -> bytes:
-        """The body, or nothing for a stream handed back open (an error status is read)."""
         if call.stream and 200 <= response.status_code < 300:
-            return b""
-        return await read_body(response)
+            return response, b""
+        return response, await read_body(response)
 
     async def _send(self, call: Call, headers: dict[str, str], budget: float) -> httpx.Response:
         """Send; the response comes back open."""
