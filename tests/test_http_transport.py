@@ -1181,3 +1181,25 @@ async def test_respx_intercepts_httpx_client() -> None:
             router.post(url).respond(200, json={"mocked": True})
             response = await client.post(url, json={"q": 1})
     assert response.json() == {"mocked": True}
+
+
+def test_a_transport_dropped_unclosed_leaves_no_open_session() -> None:
+    """Its loop ended without closing it (as a loop that never finalises does): collecting it
+    marks aiohttp's pool closed, so no "Unclosed client session" warning comes at exit."""
+    import gc
+    import warnings
+
+    from azml_client._http._aiohttp import AiohttpTransport
+
+    async def start() -> Any:
+        transport = AiohttpTransport()
+        transport._start(asyncio.get_running_loop())
+        return transport._pool.session  # type: ignore[union-attr]
+
+    loop = asyncio.new_event_loop()
+    session = loop.run_until_complete(start())
+    loop.close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gc.collect()
+    assert session.closed

@@ -37,6 +37,7 @@ import asyncio
 import base64
 import contextlib
 import ssl
+import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -183,6 +184,13 @@ def _detail(exc: BaseException) -> str:
 _READ_TIMEOUT: Final[type[Exception]] = getattr(
     aiohttp, "SocketTimeoutError", aiohttp.ServerTimeoutError
 )
+
+
+def _forget(connector: aiohttp.BaseConnector) -> None:
+    """Close ``connector`` synchronously (aiohttp's own ``_close`` copes with a closed loop)."""
+    if not connector.closed:
+        with contextlib.suppress(Exception):
+            connector._close()
 
 
 def _closed_error(request: httpx.Request | None) -> httpx.ReadError:
@@ -508,6 +516,10 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         )
         slots = _Slots(limits.max_connections or 2**62, loop)
         self._pool = _Pool(session=session, slots=slots, loop=loop)
+        # A transport dropped unclosed (its loop closed without finalising, a client garbage
+        # collected): mark the pool closed without the loop, so aiohttp does not warn about
+        # an unclosed session at exit. A no-op after aclose().
+        weakref.finalize(self, _forget, connector)
         return self._pool
 
     def _client_timeout(self, connect: float | None, read: float | None) -> aiohttp.ClientTimeout:

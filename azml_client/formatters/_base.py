@@ -169,9 +169,12 @@ class ContentFormatterBase:
         )
 
 
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
 def dump_json(body: Any) -> bytes:
     """Encode once: compact, UTF-8, non-ASCII kept as is (no double escaping)."""
-    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    text = _ENCODE(body)
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate: JSON can carry it escaped, UTF-8 cannot
