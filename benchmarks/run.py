@@ -144,6 +144,7 @@ SUITES = {
     "budget": ((), ()),  # benchmarks/budgets.py: bulk runs against limits, in one process
     "otel": ((), ()),  # benchmarks/telemetry.py: tracing absent, without an SDK, in memory
     "routing": ((), ()),  # benchmarks/routing.py: one router over two rate-limited endpoints
+    "ray": ((), ()),  # benchmarks/ray_data.py: Ray Data, azml's actors vs ray.data.llm
     "transport": (
         ("aiohttp", "httpx", "httpx+azml-transport", "azml-transport-direct"),
         ("rps1", "rps64", "bulk", "stream"),
@@ -352,6 +353,12 @@ def main(argv: list[str] | None = None) -> int:
             (["--quick"] if args.quick else [])
             + (["--markdown", str(args.markdown)] if args.markdown else [])
         )
+        return 0
+    if args.suite == "ray":
+        from benchmarks import ray_data
+
+        markdown = ["--markdown", str(args.markdown)] if args.markdown else []
+        ray_data.main(["--quick"] * args.quick + markdown)
         return 0
     if args.suite == "routing":
         from benchmarks import routing

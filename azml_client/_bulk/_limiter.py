@@ -25,6 +25,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -342,3 +343,39 @@ class AdaptiveLimiter:
     def took(self) -> None:
         """Record a send now (a booking whose wait the caller already served)."""
         self.book()
+
+    # -- steering from outside --------------------------------------------------------------
+
+    def set_rate(self, rps: float | None) -> None:
+        """Set the pacing rate from outside, e.g. this process's share of a rate learnt for a
+        whole cluster (:mod:`azml_client.ray`); ``None``: no pacing.
+
+        The slow-start ramp ends and the rate counts as measured (probed gently); 429s go on
+        cutting it until the next call. A change of more than 1 % voids the bookings made at
+        the old pace.
+        """
+        if rps is not None and not rps > 0:
+            raise ValueError(f"rate must be positive or None, got {rps!r}")
+        now = self.clock()
+        old = self.rate if self.rate is not None else self.ramp
+        self.rate, self.ramp = rps, None
+        self._reliable = True
+        self._last_rate_probe = now
+        if old is not None and rps is not None and abs(rps - old) <= 0.01 * old:
+            return
+        self.epoch += 1  # void the bookings; their senders book again at the new pace
+        if old is None or rps is None or not self._sends:
+            self._next_send = max(now, self.pause_until)
+            return
+        # Bookings were 1/old apart up to _next_send: the next send keeps 1/rps after the
+        # last one that went (a fresh schedule from now would let one go early).
+        behind = max(0.0, self._next_send - now) * old
+        last = self._next_send - max(1, math.ceil(behind)) / old
+        self._next_send = max(now, self.pause_until, last + 1.0 / rps)
+
+    def pause(self, seconds: float) -> None:
+        """Hold every send for ``seconds`` from now (e.g. a Retry-After another process heard)."""
+        now = self.clock()
+        if seconds > 0 and now + seconds > self.pause_until:
+            self.pause_until = now + seconds
+            self._rebook(now)

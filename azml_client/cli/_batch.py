@@ -140,6 +140,10 @@ def _pricing(args: argparse.Namespace) -> Pricing | None:
 
 def batch(args: argparse.Namespace) -> int:
     """``azml batch``: run (or resume) one JSONL job; exit 1 when some lines did not succeed."""
+    if args.ray:  # the same job on Ray Data's actors
+        from ._ray_batch import ray_batch
+
+        return ray_batch(args)
     view = _BatchView(args.input, None, args.progress_interval)
     job = BatchJob(
         args.input,

@@ -419,6 +419,20 @@ def _add_batch(sub: Any, conn: argparse.ArgumentParser) -> None:
         help="seconds between progress lines when stderr is not a terminal (default 5)",
     )
     _add_embedding_flags(p, "embeddings (with --task embeddings)")
+    ray = p.add_argument_group("Ray Data (pip install 'azml-client[ray]')")
+    ray.add_argument(
+        "--ray",
+        action="store_true",
+        help="run the job on Ray Data (RAY_ADDRESS, else a local cluster): JSONL or .parquet "
+        "input with an id on every row, one rate budget for all actors; resumable the same way",
+    )
+    ray.add_argument(
+        "--actors",
+        type=_positive_int,
+        default=4,
+        metavar="N",
+        help="actors calling the endpoint, with --ray (default 4, a quarter CPU each)",
+    )
 
 
 def _add_emulate(sub: Any, common: argparse.ArgumentParser) -> None:
