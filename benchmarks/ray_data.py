@@ -188,8 +188,8 @@ def measure(
     except Exception as exc:  # the Ray processor fails the dataset on a 429 by default
         counts = {"ok": 0, "failed": n}
         text = " ".join(str(exc).split())
-        why = re.search(r"(Reached maximum retries[^.]*)\.", text)
-        error = f"dataset aborted: {why.group(1) if why else type(exc).__name__}"
+        why = re.search(r"Reached maximum retries of \d+", text)
+        error = f"dataset aborted: {why.group(0) if why else type(exc).__name__}"
         if os.environ.get("AZML_BENCH_DEBUG"):
             traceback.print_exc()
     wall = time.perf_counter() - t0
@@ -214,12 +214,12 @@ def measure(
 
 
 def run_all(n: int, limit: float) -> list[dict[str, Any]]:
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # all on 127.0.0.1
     import ray
 
     ray.init(
         num_cpus=os.cpu_count() or 2,
         include_dashboard=False,
-        _node_ip_address="127.0.0.1",
         runtime_env={"env_vars": {"AZUREML_ENDPOINT_API_KEY": KEY}},
         logging_level=logging.WARNING,
     )
@@ -274,10 +274,12 @@ def table(rows: list[dict[str, Any]], limit: float) -> str:
         limited = row["scenario"] != "no limit"
         goodput = f"{row['rows_per_s'] / limit:.2f}" if limited else "-"
         throttled = row["throttled"] / row["requests"] if row["requests"] else 0.0
-        note = f" ({row['error']})" if row["error"] else ""
+        rate = f"{row['rows_per_s']:.1f}"
+        if row["error"]:  # the rows/s of an aborted run say nothing
+            rate, goodput = f"- ({row['error']}, after {row['requests']} requests)", "-"
         out.append(
-            f"| {row['scenario']} | {row['row']}{note} | {row['n']} | {row['ok']} "
-            f"| {row['rows_per_s']:.1f} | {goodput} | {throttled * 100:.1f} % "
+            f"| {row['scenario']} | {row['row']} | {row['n']} | {row['ok']} "
+            f"| {rate} | {goodput} | {throttled * 100:.1f} % "
             f"| {row['window_s']:.1f} | {row['wall_s']:.1f} |"
         )
     free = {r["row"]: r["rows_per_s"] for r in rows if r["scenario"] == "no limit"}

@@ -42,7 +42,7 @@ def read_rows(path: str, *, num_cpus: float = 0.25) -> Any:
 
     if path.lower().endswith(_PARQUET):
         return ray.data.read_parquet(path, num_cpus=num_cpus)
-    return ray.data.read_json(path, lines=True, num_cpus=num_cpus)
+    return ray.data.read_json(path, num_cpus=num_cpus)  # Arrow's reader reads JSON lines
 
 
 def _skip_done(done: frozenset[Any]) -> Callable[[Any], Any]:

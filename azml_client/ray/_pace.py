@@ -5,35 +5,37 @@ Every actor keeps its own :class:`~azml_client.RateBudget` (shared by all its ba
 :class:`PaceBoard`. The protocol, in plain data:
 
 * **report** (actor -> coordinator), every ``interval`` seconds while the actor has rows, at
-  once after a 429: the attempts sent and succeeded since the last report, each 429 (how long
-  ago it was sent, its ``Retry-After``, and by how much the actor's own limiter cut its rate on
-  it), the pause the actor is serving and its backlog (rows it holds, unfinished). Times are
-  ages ("sent 0.13 s ago"), so no two clocks are ever compared.
+  once after a 429, and when it runs out of rows: its successes since the last report, counted
+  in 25 ms bins by when they came back, each 429 (when it was sent, its ``Retry-After``), the
+  pause the actor is serving and its backlog (rows it holds, unfinished). Times are ages
+  ("0.13 s ago"), so no two clocks are ever compared.
 * **answer** (coordinator -> actor): the actor's share of the cluster's pace (the pace divided
   among the actors that have rows), a ``Retry-After`` pause still running, and the board's
   epoch. The actor sets its limiter's pace to the share (``AdaptiveLimiter.set_rate``) and
-  serves the pause (``AdaptiveLimiter.pause``).
-* **watch** (actor -> coordinator, a long poll): answers as soon as the epoch moves, i.e. the
-  pace dropped or a pause started, so every actor slows down within milliseconds of the first
-  429, not at its next report.
+  serves the pause (``AdaptiveLimiter.pause``). While it follows a coordinator, its own limiter
+  does not cut the pace on a 429 (the coordinator does, for everyone).
+* **watch** (actor -> coordinator, a long poll): answers as soon as the epoch moves (the pace
+  dropped, another actor started sending, a pause started), so every actor slows down within
+  milliseconds of the first 429, not at its next report.
 
-The board runs the one-process limiter's policy for the whole cluster:
+The board runs the one-process limiter's policy (:mod:`azml_client._bulk._limiter`) on what
+the whole cluster got through:
 
 * a slow start: 50 requests/second, doubled every quarter second while answers come back, until
-  the first 429;
-* one cut per episode (a 429 sent before the last cut is part of the same burst). The cut is
-  the one the 429's actor made on its own, measured, share (what got through it over the last
-  second, against what it was allowed), applied to the whole pace: the actors pace alike, so
-  one of them measures the cluster. Without such a measurement (an actor younger than a
-  second, a burst that inflated it), the pace is cut to three quarters. A token bucket's short
-  ``Retry-After`` (its refill step) bounds the pace from above;
-* then a gentle probe upwards: 3 % a second (25 % every 0.2 s after a guessed cut), while
+  the first 429, which ends it with a guess: three quarters of what got through lately;
+* then one cut per episode: a 429 sent before the last cut is part of the same burst, and one
+  that comes sooner than 0.1 s of measurement after it tells nothing yet. The cut keeps 0.96 of
+  the successes per second since the last cut (one process keeps 0.985: several actors never
+  space their sends as evenly as one pacer, so the endpoint's bucket keeps a few tokens for
+  their jitter), counted up to ``lag`` ago, when every actor has reported. A token bucket's
+  short ``Retry-After`` (its refill step) bounds the pace from above;
+* a gentle probe upwards: 3 % a second (25 % every 0.2 s while the rate is a guess), while
   answers come back without 429s;
 * a ``Retry-After`` longer than 0.1 s pauses every actor until it ends.
 
 So N actors start like one client, learn the limit once, probe it together and pause together,
-instead of each learning the limit alone. An actor that cannot reach the coordinator keeps its
-last share and its own limiter, and says so once in its log.
+instead of each learning it alone. An actor that cannot reach the coordinator keeps its last
+share, lets its own limiter learn again, and says so once in its log.
 
 Nothing here imports Ray: the coordinator actor wraps a :class:`PaceBoard`, and a link sends
 through any pair of async callables.
@@ -66,7 +68,7 @@ Reply = dict[str, Any]
 SHARED_PAUSE_MIN = 0.1
 #: 429s kept between two reports.
 _MAX_LIMITED = 512
-#: The cut made on the first 429 when it brings no measurement.
+#: The first 429 ends the slow start at this much of what got through lately (a guess).
 _GUESS_CUT = 0.75
 #: What a measured cut keeps of what got through (one process keeps 0.985): several actors'
 #: sends are never as evenly spaced as one pacer's, so the endpoint's bucket keeps a few

@@ -31,7 +31,7 @@ class EndpointUDF:
         out = ds.map_batches(
             EndpointUDF,
             fn_constructor_kwargs={
-                "config": "azureml.json",                 # or a dict of client settings
+                "config": settings,                       # e.g. json.load(a saved config)
                 "coordinator": pace_coordinator("azureml.json"),
                 "max_tokens": 64,                         # model parameters for every row
             },
@@ -40,13 +40,16 @@ class EndpointUDF:
             num_cpus=0.25,
         )
 
-    Each row is a prompt (``prompt_column``) or a chat (``messages_column``), with optional
-    model parameters of its own (``params_column``, a struct per row). The output keeps the
-    input columns and adds ``text``, ``finish_reason``, ``prompt_tokens``,
-    ``completion_tokens``, ``error_type``, ``status``, ``error_message``, ``attempts`` and
-    ``latency_ms``. A row that fails (at the endpoint, or because it holds no prompt) is a row
-    with ``error_type`` set (and ``status``, the HTTP status, when there was one), never an
-    exception that stops the dataset; a wrong configuration (a missing column, no key) is.
+    ``config`` is a dict of client settings (``EndpointClient`` arguments, or the content of a
+    file written by ``client.save()``) or the path of such a file, which each worker then reads
+    (on a cluster, it must be there). Each row is a prompt (``prompt_column``) or a chat
+    (``messages_column``), with optional model parameters of its own (``params_column``, a
+    struct per row). The output keeps the input columns and adds ``text``, ``finish_reason``,
+    ``prompt_tokens``, ``completion_tokens``, ``error_type``, ``status``, ``error_message``,
+    ``attempts`` and ``latency_ms``. A row that fails (at the endpoint, or because it holds no
+    prompt) is a row with ``error_type`` set (and ``status``, the HTTP status, when there was
+    one), never an exception that stops the dataset; a wrong configuration (a missing column,
+    no key) is.
 
     One :class:`~azml_client.EndpointClient` per actor, made on the first batch inside the
     actor's event loop, with the key read from the worker's environment. All the batches of an

@@ -38,13 +38,19 @@ pytestmark = [
 def cluster() -> Iterator[None]:
     """A local cluster of 2 CPUs on 127.0.0.1; its workers read the test key from their
     environment."""
+    from ray._private import ray_constants
+
     with pytest.MonkeyPatch.context() as env:
         env.setenv("RAY_USAGE_STATS_ENABLED", "0")
         env.setenv("RAY_DEDUP_LOGS", "0")
+        # Ray's single-node mode: every process binds and talks on 127.0.0.1 (else Ray uses
+        # the machine's address). The driver reads the constant, the processes it starts the
+        # variable.
+        env.setenv(ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR, "0")
+        env.setattr(ray_constants, "ENABLE_RAY_CLUSTER", False)
         ray.init(
             num_cpus=2,
             include_dashboard=False,
-            _node_ip_address="127.0.0.1",
             runtime_env={"env_vars": {"AZUREML_ENDPOINT_API_KEY": KEY}},
             logging_level=logging.WARNING,
         )
