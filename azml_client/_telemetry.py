@@ -435,13 +435,14 @@ class CallTrace:
             if output_tokens is not None:
                 instruments.tokens.record(output_tokens, {**attributes, TOKEN_TYPE: "output"})
 
-    def failed(self, error: BaseException) -> None:
+    def failed(self, error: BaseException, *, error_type: str | None = None) -> None:
         """End the call with its error (``error.type``: the HTTP status, else the class)."""
         if self._ended:
             return
         self._ended = True
-        status = getattr(error, "status_code", None)
-        error_type = str(status) if isinstance(status, int) else type(error).__name__
+        if error_type is None:
+            status = getattr(error, "status_code", None)
+            error_type = str(status) if isinstance(status, int) else type(error).__name__
         span = self.span
         if span is not None:
             from opentelemetry.trace import Status, StatusCode
@@ -468,13 +469,4 @@ class CallTrace:
 
     def cancelled(self) -> None:
         """End a call that was cancelled or abandoned (a stream left early)."""
-        self.failed(_Cancelled())
-
-
-class _Cancelled(Exception):
-    """``error.type`` of a call that was cancelled, or a stream its consumer left."""
-
-    __qualname__ = "cancelled"
-
-
-_Cancelled.__name__ = "cancelled"
+        self.failed(Exception("the call was cancelled"), error_type="cancelled")
