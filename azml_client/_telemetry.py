@@ -78,6 +78,9 @@ _REQUEST_PARAMS = {
 DURATION_BUCKETS = [0.01 * 2**i for i in range(14)]
 TOKEN_BUCKETS = [4**i for i in range(14)]
 _CAPTURE_ON = {"span_only", "span_and_event", "true", "1", "yes"}
+#: Seconds a "no SDK configured" verdict stands before the global providers are asked again
+#: (asking costs a few microseconds a call; an SDK set up later is picked up within this).
+NO_SDK_RECHECK_S = 1.0
 #: The attributes of a call's measurements (the conventions' metric attributes).
 _METRIC_KEYS = frozenset({OPERATION, PROVIDER, REQUEST_MODEL, SERVER_ADDRESS, SERVER_PORT})
 
@@ -171,6 +174,7 @@ class Telemetry:
         self._instruments: _Instruments | None = None
         self._meter: Meter | None = None
         self._gauges: list[Any] = []
+        self._idle_until = 0.0
         port = url.port or (443 if url.scheme == "https" else 80)
         self.base: dict[str, Any] = {
             PROVIDER: PROVIDERS[api_type],
@@ -252,10 +256,17 @@ class Telemetry:
         parent: Span | None = None,
     ) -> CallTrace | None:
         """Start tracing one call; ``None`` when nothing records."""
-        tracer = self.tracer()
-        instruments = self.instruments()
+        tracer = self._tracer
+        instruments = self._instruments
         if tracer is None and instruments is None:
-            return None
+            now = time.monotonic()
+            if now < self._idle_until:
+                return None
+            tracer = self.tracer()
+            instruments = self.instruments()
+            if tracer is None and instruments is None:
+                self._idle_until = now + NO_SDK_RECHECK_S
+                return None
         attributes: dict[str, Any] = {**self.base, OPERATION: operation}
         if model:
             attributes[REQUEST_MODEL] = model

@@ -24,6 +24,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from azml_client import (
+    ApiType,
     BadRequestError,
     EndpointClient,
     RateLimitError,
@@ -262,6 +263,45 @@ async def test_nothing_records_without_an_sdk(caplog: pytest.LogCaptureFixture) 
         assert telemetry is not None
         assert telemetry.start("chat", None) is None
         await client.chat([{"role": "user", "content": "Hi"}])
+
+
+def test_a_global_sdk_set_up_later_is_picked_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The "no SDK" verdict is cached (a few microseconds a call), then asked again."""
+    from opentelemetry import metrics, trace
+
+    from azml_client import _telemetry
+
+    clock = [100.0]
+    monkeypatch.setattr("azml_client._telemetry.time.monotonic", lambda: clock[0])
+    telemetry = _telemetry.Telemetry(
+        api_type=ApiType.SERVERLESS,
+        endpoint_url=SERVERLESS_URL,
+        tracer_provider=None,
+        meter_provider=None,
+        capture_content=False,
+    )
+    asked: list[str] = []
+    real_get = trace.get_tracer_provider
+
+    def get_tracer_provider() -> Any:
+        asked.append("trace")
+        return real_get()
+
+    monkeypatch.setattr(trace, "get_tracer_provider", get_tracer_provider)
+    assert telemetry.start("chat", "m") is None
+    assert telemetry.start("chat", "m") is None
+    assert asked == ["trace"]  # the second call trusted the verdict
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: provider)
+    monkeypatch.setattr(metrics, "get_meter_provider", lambda: MeterProvider())
+    clock[0] += _telemetry.NO_SDK_RECHECK_S
+    call = telemetry.start("chat", "m")
+    assert call is not None
+    call.succeeded()
+    assert [span.name for span in exporter.get_finished_spans()] == ["chat m"]
 
 
 async def test_logs_say_nothing_by_default_and_never_the_key(
