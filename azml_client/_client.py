@@ -1506,31 +1506,12 @@ def unknown_arguments(unknown: Mapping[str, Any], where: str) -> str:
 
 def _trace_result(trace: CallTrace, result: Any) -> None:
     """End a call's span with what its result says."""
-    if isinstance(result, Completion):
-        usage = result.usage
-        output: Any = result.text
-        if isinstance(result, ChatCompletion):
-            output = result.message.model_dump(exclude_none=True)
-        trace.succeeded(
-            response_id=result.id,
-            response_model=result.model,
-            finish_reasons=[result.finish_reason] if result.finish_reason else (),
-            input_tokens=usage.prompt_tokens if usage else None,
-            output_tokens=usage.completion_tokens if usage else None,
-            attempts=result.attempts,
-            request_id=result.request_id,
-            client_request_id=result.client_request_id,
-            output=output,
-        )
+    if isinstance(result, ChatCompletion):
+        trace.succeeded_with(result, output=result.message.model_dump(exclude_none=True))
+    elif isinstance(result, Completion):
+        trace.succeeded_with(result, output=result.text)
     elif isinstance(result, Embeddings):
-        usage = result.usage
-        trace.succeeded(
-            response_model=result.model,
-            input_tokens=usage.prompt_tokens if usage else None,
-            attempts=result.attempts,
-            request_id=result.request_id,
-            client_request_id=result.client_request_id,
-        )
+        trace.succeeded_with(result)
     else:
         trace.succeeded()
 

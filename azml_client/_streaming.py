@@ -290,17 +290,7 @@ class AsyncStream:
         trace = self._trace
         if trace is None:
             return
-        usage = self.usage
-        trace.succeeded(
-            finish_reasons=[self.finish_reason] if self.finish_reason else (),
-            input_tokens=usage.prompt_tokens if usage else None,
-            output_tokens=usage.completion_tokens if usage else None,
-            attempts=self.attempts,
-            request_id=self.request_id,
-            client_request_id=self.client_request_id,
-            output=self.text,
-            complete=complete,
-        )
+        trace.succeeded_with(self, output=self.text, complete=complete)
 
     # -- decoding -------------------------------------------------------------------------
 

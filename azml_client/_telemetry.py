@@ -446,6 +446,25 @@ class CallTrace:
             if output_tokens is not None:
                 instruments.tokens.record(output_tokens, {**attributes, TOKEN_TYPE: "output"})
 
+    def succeeded_with(self, result: Any, *, output: Any = None, complete: bool = True) -> None:
+        """End the call with what a result (a completion, embeddings, a stream) says of it:
+        whichever of ``id``, ``model``, ``finish_reason``, ``usage``, ``attempts`` and the
+        request ids it has."""
+        usage = getattr(result, "usage", None)
+        finish_reason = getattr(result, "finish_reason", None)
+        self.succeeded(
+            response_id=getattr(result, "id", None),
+            response_model=getattr(result, "model", None),
+            finish_reasons=[finish_reason] if finish_reason else (),
+            input_tokens=usage.prompt_tokens if usage else None,
+            output_tokens=usage.completion_tokens if usage else None,
+            attempts=getattr(result, "attempts", 1),
+            request_id=getattr(result, "request_id", None),
+            client_request_id=getattr(result, "client_request_id", None),
+            output=output,
+            complete=complete,
+        )
+
     def failed(self, error: BaseException, *, error_type: str | None = None) -> None:
         """End the call with its error (``error.type``: the HTTP status, else the class)."""
         if self._ended:
