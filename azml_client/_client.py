@@ -30,6 +30,7 @@ from . import _json
 from ._auth import Auth, KeyAuth, NoAuth, TokenAuth
 from ._config import ClientSettings, Routes, resolve_routes, token_scope_for
 from ._constants import (
+    DEFAULT_BULK_RATE_LIMIT_RETRIES,
     ENV_API_KEY,
     HEADER_CLIENT_REQUEST_ID,
     HEADER_DEPLOYMENT,
@@ -873,9 +874,11 @@ class EndpointClient:
         encoding_format: str | None = None,
         dimensions: int | None = None,
         model: str | None = None,
+        max_rate_limit_retries: int = DEFAULT_BULK_RATE_LIMIT_RETRIES,
     ) -> Embeddings:
         """Embed many texts through the bulk engine: ``batch_size`` texts per request, the
-        client's shared rate budget, retries; the vectors come back in input order.
+        client's shared rate budget, retries (429s with their own budget,
+        ``max_rate_limit_retries``, as in :meth:`batch`); the vectors come back in input order.
 
         Raises the first failed request's error (after its retries) rather than return a
         result with holes; ``usage`` is the sum over all requests.
@@ -888,7 +891,8 @@ class EndpointClient:
         self._route("embeddings", "embed_many()")
         if self.api_type.openai_wire:
             self._model(model)  # the v1 API's missing model fails here, not once per request
-        opts = CallOptions(max_retries=replace(self._policy, max_rate_limit_retries=50))
+        policy = replace(self._policy, max_rate_limit_retries=max_rate_limit_retries)
+        opts = CallOptions(max_retries=policy)
 
         options = {
             "input_type": input_type,
@@ -1064,7 +1068,7 @@ class EndpointClient:
         max_rps: float | None = None,
         max_tpm: float | None = None,
         max_retries: int | None = None,
-        max_rate_limit_retries: int = 50,
+        max_rate_limit_retries: int = DEFAULT_BULK_RATE_LIMIT_RETRIES,
         return_exceptions: bool = True,
         **params: Any,
     ) -> BatchRun:
@@ -1135,7 +1139,7 @@ class EndpointClient:
         max_rps: float | None = None,
         max_tpm: float | None = None,
         max_retries: int | None = None,
-        max_rate_limit_retries: int = 50,
+        max_rate_limit_retries: int = DEFAULT_BULK_RATE_LIMIT_RETRIES,
         return_exceptions: bool = True,
         progress: bool = False,
         **params: Any,

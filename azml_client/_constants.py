@@ -21,6 +21,9 @@ DEFAULT_BACKOFF_BASE: Final = 0.5
 DEFAULT_BACKOFF_MAX: Final = 8.0
 #: A server-requested wait longer than this fails at once instead of sleeping.
 DEFAULT_MAX_RETRY_AFTER: Final = 60.0
+#: A bulk item's own budget of 429 retries (apart from ``max_retries``): a rate-limited run
+#: waits its turn rather than fail items.
+DEFAULT_BULK_RATE_LIMIT_RETRIES: Final = 50
 
 #: Connection pool.
 DEFAULT_MAX_CONNECTIONS: Final = 100

@@ -40,7 +40,13 @@ from pydantic import SecretStr
 
 from ._client import EndpointClient, FormatterArg, Message, config_arguments
 from ._config import ClientSettings
-from ._constants import NOT_GIVEN, ApiType, ExtraParameters, NotGiven
+from ._constants import (
+    DEFAULT_BULK_RATE_LIMIT_RETRIES,
+    NOT_GIVEN,
+    ApiType,
+    ExtraParameters,
+    NotGiven,
+)
 from ._exceptions import ClientClosedError, ConfigurationError
 from ._pricing import Pricing
 from ._retry import RetryPolicy
@@ -572,6 +578,7 @@ class SyncEndpointClient:
         encoding_format: str | None = None,
         dimensions: int | None = None,
         model: str | None = None,
+        max_rate_limit_retries: int = DEFAULT_BULK_RATE_LIMIT_RETRIES,
     ) -> Embeddings:
         """See :meth:`EndpointClient.embed_many`."""
         return self._run(
@@ -585,6 +592,7 @@ class SyncEndpointClient:
                 encoding_format=encoding_format,
                 dimensions=dimensions,
                 model=model,
+                max_rate_limit_retries=max_rate_limit_retries,
             )
         )
 
@@ -644,7 +652,7 @@ class SyncEndpointClient:
         max_rps: float | None = None,
         max_tpm: float | None = None,
         max_retries: int | None = None,
-        max_rate_limit_retries: int = 50,
+        max_rate_limit_retries: int = DEFAULT_BULK_RATE_LIMIT_RETRIES,
         return_exceptions: bool = True,
         progress: bool = False,
         **params: Any,
@@ -672,7 +680,7 @@ class SyncEndpointClient:
         max_rps: float | None = None,
         max_tpm: float | None = None,
         max_retries: int | None = None,
-        max_rate_limit_retries: int = 50,
+        max_rate_limit_retries: int = DEFAULT_BULK_RATE_LIMIT_RETRIES,
         return_exceptions: bool = True,
         **params: Any,
     ) -> Iterator[tuple[int, Any]]:

@@ -224,6 +224,29 @@ async def test_rate_limited_items_fail_after_their_own_budget() -> None:
     assert results.stats.rate_limited == 51
 
 
+async def test_embed_many_takes_its_own_rate_limit_budget() -> None:
+    """embed_many's 429 budget is a parameter (it was fixed at 50), as in batch()."""
+    calls: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        return httpx.Response(429, json={"message": "limit"}, headers={"retry-after-ms": "1"})
+
+    client = EndpointClient(
+        endpoint_url=SERVERLESS_URL.replace("/chat/completions", "/embeddings"),
+        api_key="k",
+        transport=httpx.MockTransport(handler),
+        retry=RetryPolicy(backoff_base=0.001),
+    )
+    async with client:
+        with pytest.raises(RateLimitError) as caught:
+            await client.embed_many(["a"], concurrency=1, max_rate_limit_retries=3)
+        assert caught.value.attempts == 4
+        assert len(calls) == 4
+        with pytest.raises(ConfigurationError, match="max_rate_limit_retries"):
+            await client.embed_many(["a"], max_rate_limit_retries=-1)
+
+
 async def test_max_rps_budget_spaces_the_sends() -> None:
     from azml_client._bulk import BatchRun
 
