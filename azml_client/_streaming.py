@@ -171,6 +171,10 @@ class AsyncStream:
         #: Set when the stream ended: the finish reason of its last chunk.
         self.finish_reason: str | None = None
         self.usage: Usage | None = None
+        #: The answer's id and the model that wrote it, as the first chunk that names them
+        #: says (OpenAI-style streams; ``None`` where the chunks carry none).
+        self.id: str | None = None
+        self.model: str | None = None
 
     # -- what the caller reads ------------------------------------------------------------
 
@@ -485,6 +489,8 @@ class AsyncStream:
                 if type(delta) is dict and "tool_calls" in delta:
                     self._add_tool_calls(delta["tool_calls"])
         reason = finish if isinstance(finish, str) else None
+        if self.id is None and type(data) is dict:
+            self._name_answer(data)
         values = {
             "text": text,
             "finish_reason": reason,
@@ -506,6 +512,14 @@ class AsyncStream:
         if usage is not None:
             self.usage = usage
         return chunk
+
+    def _name_answer(self, data: dict[str, Any]) -> None:
+        """Take the answer's id and model from a chunk (until one names them)."""
+        ident, model = data.get("id"), data.get("model")
+        if type(ident) is str and ident:
+            self.id = ident
+        if type(model) is str and model and self.model is None:
+            self.model = model
 
     def _add_tool_calls(self, pieces: Any) -> None:
         """Fold a delta's tool-call pieces in (OpenAI streams: the first piece of a call has

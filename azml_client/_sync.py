@@ -227,6 +227,14 @@ class SyncStream:
     def request_id(self) -> str | None:
         return self._stream.request_id
 
+    @property
+    def id(self) -> str | None:
+        return self._stream.id
+
+    @property
+    def model(self) -> str | None:
+        return self._stream.model
+
 
 def _blocking_iter(
     call: Callable[[Callable[[], Awaitable[Any]]], Any], iterator: AsyncIterator[_T]

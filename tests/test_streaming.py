@@ -107,6 +107,23 @@ def serverless(transport: httpx.AsyncBaseTransport, **kwargs: Any) -> EndpointCl
     )
 
 
+async def test_a_stream_names_its_answer_from_the_chunks() -> None:
+    """``id`` and ``model`` come from the first chunk naming them; None where none does."""
+    named = (
+        b'data: {"id":"","choices":[{"index":0,"delta":{"content":"a"}}]}\n\n'
+        b'data: {"id":"chatcmpl-9","model":"phi-4","choices":[{"index":0,"delta":{"content":"b"}}]}\n\n'
+        b'data: {"id":"other","model":"other","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n'
+        b"data: [DONE]\n\n"
+    )
+    for body, ident, model in ((named, "chatcmpl-9", "phi-4"), (STREAM, None, None)):
+        client = serverless(sse_transport([body]))
+        async with client, client.stream([{"role": "user", "content": "hi"}]) as stream:
+            assert (stream.id, stream.model) == (None, None)  # nothing read yet
+            text = "".join([c.text async for c in stream])
+        assert text in ("ab", "Helélo")
+        assert (stream.id, stream.model) == (ident, model)
+
+
 async def test_chat_stream_yields_deltas_and_the_summary() -> None:
     seen: list[httpx.Request] = []
     streams: list[ChunkedStream] = []

@@ -330,7 +330,8 @@ async def test_a_stream_span_ends_however_the_stream_ends(otel: Otel, ending: st
         {"choices": [{"index": 0, "delta": {"content": "b"}, "finish_reason": "stop"}]},
         {"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}},
     ]
-    body = "".join(f"data: {json.dumps(e)}\n\n" for e in events)
+    named = {"id": "chatcmpl-7", "model": "phi-4"}
+    body = "".join(f"data: {json.dumps({**named, **e})}\n\n" for e in events)
     if ending != "error":
         body += "data: [DONE]\n\n"
     respx.post(SERVERLESS_URL).mock(
@@ -351,6 +352,9 @@ async def test_a_stream_span_ends_however_the_stream_ends(otel: Otel, ending: st
     attributes = dict(span.attributes or {})
     assert attributes["gen_ai.request.stream"] is True
     assert isinstance(attributes["gen_ai.response.time_to_first_chunk"], float)
+    if ending != "error":  # the first chunk named the answer
+        assert attributes["gen_ai.response.id"] == "chatcmpl-7"
+        assert attributes["gen_ai.response.model"] == "phi-4"
     if ending == "done":
         assert attributes["gen_ai.usage.output_tokens"] == 2
         assert attributes["gen_ai.response.finish_reasons"] == ("stop",)
