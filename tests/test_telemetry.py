@@ -325,7 +325,7 @@ async def test_logs_say_nothing_by_default_and_never_the_key(
 @pytest.mark.parametrize("ending", ["done", "break", "error"])
 @respx.mock
 async def test_a_stream_span_ends_however_the_stream_ends(otel: Otel, ending: str) -> None:
-    events = [
+    events: list[dict[str, Any]] = [
         {"choices": [{"index": 0, "delta": {"content": "a"}}]},
         {"choices": [{"index": 0, "delta": {"content": "b"}, "finish_reason": "stop"}]},
         {"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}},
