@@ -79,6 +79,7 @@ if _typing.TYPE_CHECKING:
     from .formatters import HFContentFormatter as HFContentFormatter
     from .formatters import LlamaChatContentFormatter as LlamaChatContentFormatter
     from .formatters import LlamaContentFormatter as LlamaContentFormatter
+    from .formatters import MistralChatContentFormatter as MistralChatContentFormatter
     from .formatters import OpenAIContentFormatter as OpenAIContentFormatter
     from .formatters import OSSContentFormatter as OSSContentFormatter
     from .formatters import ParsedOutput as ParsedOutput
@@ -124,6 +125,7 @@ _LAZY: dict[str, str] = {
     "FormatterInfo": ".formatters",
     "GPT2ContentFormatter": ".formatters",
     "HFContentFormatter": ".formatters",
+    "MistralChatContentFormatter": ".formatters",
     "LlamaChatContentFormatter": ".formatters",
     "LlamaContentFormatter": ".formatters",
     "ModelError": "._exceptions",
@@ -213,6 +215,7 @@ __all__ = [  # noqa: RUF022 - plain sorted(), as tests/test_public_api.py checks
     "HFContentFormatter",
     "LlamaChatContentFormatter",
     "LlamaContentFormatter",
+    "MistralChatContentFormatter",
     "ModelError",
     "ModelInfo",
     "NOT_GIVEN",

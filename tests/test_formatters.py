@@ -120,6 +120,30 @@ def test_chat_bodies() -> None:
     assert body_of("llama-chat", sreq) == body_of("openai", sreq)
 
 
+def test_mistral_chat_folds_the_system_prompt_on_score() -> None:
+    """Mistral-Instruct's template takes no system role: 'mistral-chat' folds it into the
+    first user turn (it was an alias of 'llama-chat', which sent it as is)."""
+    assert get_formatter("mistral-chat").family == "mistral-chat"
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": TRICKY},
+        {"role": "assistant", "content": "ok"},
+    ]
+    body = body_of("mistral-chat", FormatRequest(api_type=D, messages=messages))
+    assert body["input_data"]["input_string"] == [
+        {"role": "user", "content": f"Be brief.\n\n{TRICKY}"},
+        {"role": "assistant", "content": "ok"},
+    ]
+    alone = FormatRequest(api_type=D, messages=[{"role": "system", "content": "Only."}])
+    assert body_of("mistral-chat", alone)["input_data"]["input_string"] == [
+        {"role": "user", "content": "Only."}
+    ]
+    plain = [{"role": "user", "content": "Hi"}]
+    assert body_of("mistral-chat", FormatRequest(api_type=D, messages=plain)) == body_of(
+        "llama-chat", FormatRequest(api_type=D, messages=plain)
+    )
+
+
 def test_custom_openai_on_serverless_sends_openai_prompt() -> None:
     req = FormatRequest(api_type=S, prompt=TRICKY, params={"temperature": 0})
     assert body_of("llama", req) == {"prompt": TRICKY, "temperature": 0}

@@ -9,6 +9,7 @@ from ._dedicated import CustomOpenAIContentFormatter as CustomOpenAIContentForma
 from ._dedicated import DollyContentFormatter as DollyContentFormatter
 from ._dedicated import GPT2ContentFormatter as GPT2ContentFormatter
 from ._dedicated import HFContentFormatter as HFContentFormatter
+from ._dedicated import MistralChatContentFormatter as MistralChatContentFormatter
 from ._dedicated import TGIContentFormatter as TGIContentFormatter
 from ._dedicated import VLLMContentFormatter as VLLMContentFormatter
 from ._deprecated import LlamaChatContentFormatter as LlamaChatContentFormatter
@@ -33,6 +34,7 @@ __all__ = [
     "HFContentFormatter",
     "LlamaChatContentFormatter",
     "LlamaContentFormatter",
+    "MistralChatContentFormatter",
     "OSSContentFormatter",
     "OpenAIContentFormatter",
     "ParsedOutput",

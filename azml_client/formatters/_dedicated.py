@@ -13,6 +13,8 @@ Every family reads every recorded answer shape (see :mod:`._shapes`).
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
 from .._constants import ApiType
@@ -183,6 +185,39 @@ class CustomOpenAIChatContentFormatter(_Family):
         if request.api_type is ApiType.SERVERLESS:
             return parse_openai(self, data, request)
         return parse_chat_output(self, data, request)
+
+
+class MistralChatContentFormatter(CustomOpenAIChatContentFormatter):
+    """Chat for Mistral-Instruct models on ``/score``: their chat template takes no system
+    prompt (it demands alternating user/assistant turns), so a leading system message is
+    folded into the first user turn (``system + "\n\n" + user``), or becomes the user turn
+    when it is alone. On serverless, models and v1 routes the OpenAI wire format applies, as
+    for every family, and the system message is sent as it is (those APIs take one)."""
+
+    family = "mistral-chat"
+
+    def build_request(self, request: FormatRequest) -> Any:
+        if request.messages:
+            request = dataclasses.replace(request, messages=fold_system(request.messages))
+        return super().build_request(request)
+
+
+def fold_system(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Messages with a leading system message merged into the next one (or turned into a user
+    message when it is alone)."""
+    out = [dict(m) for m in messages]
+    if not out or out[0].get("role") != "system":
+        return out
+    system = out.pop(0)
+    if not out:
+        return [{**system, "role": "user"}]
+    first, prefix = out[0], system.get("content") or ""
+    content = first.get("content")
+    if isinstance(content, list):
+        first["content"] = [{"type": "text", "text": str(prefix)}, *content]
+    else:
+        first["content"] = f"{prefix}\n\n{content or ''}"
+    return out
 
 
 class VLLMContentFormatter(_Family):

@@ -28,6 +28,7 @@ from ._dedicated import (
     DollyContentFormatter,
     GPT2ContentFormatter,
     HFContentFormatter,
+    MistralChatContentFormatter,
     TGIContentFormatter,
     VLLMContentFormatter,
 )
@@ -194,7 +195,8 @@ def _register_builtins() -> None:
         ("hf", HFContentFormatter(), ("huggingface", "hf-text-generation")),
         ("tgi", TGIContentFormatter(), ("hf-tgi", "text-generation-inference")),
         ("llama", CustomOpenAIContentFormatter(), ("mistral", "phi", "custom-openai")),
-        ("llama-chat", CustomOpenAIChatContentFormatter(), ("mistral-chat", "phi-chat", "chat")),
+        ("llama-chat", CustomOpenAIChatContentFormatter(), ("phi-chat", "chat")),
+        ("mistral-chat", MistralChatContentFormatter(), ("mistral-instruct",)),
         ("vllm", VLLMContentFormatter(), ("fms", "foundation-model-serve")),
         ("bart", BartContentFormatter(), ("summarization",)),
         ("openai", OpenAIContentFormatter(), ("serverless", "maas", "openai-compatible")),

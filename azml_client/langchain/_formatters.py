@@ -11,25 +11,25 @@
   with the raw answer, returning a ``Generation``, a ``ChatGeneration``, a message or a
   ``str``. ``api_type`` is LangChain's own ``AzureMLEndpointApiType`` member when the
   formatter's module has the enum.
-* :class:`MistralChatContentFormatter` is the seed's chat formatter that folds the system
-  prompt into the first user turn (working on ``dedicated`` and with a lone system message).
+* :class:`MistralChatContentFormatter` (the ``mistral-chat`` family of
+  :mod:`azml_client.formatters`) is the seed's chat formatter that folds the system prompt
+  into the first user turn, re-exported here under the seed's name.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import importlib
 import inspect
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from langchain_core.messages import convert_to_messages
 
 from .._constants import ApiType
 from .._exceptions import ConfigurationError
-from ..formatters import CustomOpenAIChatContentFormatter
+from ..formatters import MistralChatContentFormatter
 from ..formatters._base import ContentFormatterBase, FormatRequest, ParsedOutput, dump_json
 from ..formatters._registry import formatter_from_config, formatter_to_config
 from ._api_type import AzureMLEndpointApiType
@@ -199,37 +199,6 @@ def _parsed(
         data,
         request,
     )
-
-
-class MistralChatContentFormatter(CustomOpenAIChatContentFormatter):
-    """Chat for Mistral-Instruct models, which take no system prompt: it is folded into the
-    first user turn. The seed's class; here it also works on ``dedicated`` endpoints and with
-    a conversation that is only a system message."""
-
-    family = "mistral-chat"
-
-    def build_request(self, request: FormatRequest) -> Any:
-        if request.messages:
-            request = dataclasses.replace(request, messages=fold_system(request.messages))
-        return super().build_request(request)
-
-
-def fold_system(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Messages with a leading system message merged into the next one (or turned into a user
-    message when it is alone)."""
-    out = [dict(m) for m in messages]
-    if not out or out[0].get("role") != "system":
-        return out
-    system = out.pop(0)
-    if not out:
-        return [{**system, "role": "user"}]
-    first, prefix = out[0], system.get("content") or ""
-    content = first.get("content")
-    if isinstance(content, list):
-        first["content"] = [{"type": "text", "text": str(prefix)}, *content]
-    else:
-        first["content"] = f"{prefix}\n\n{content or ''}"
-    return out
 
 
 def resolve_formatter(

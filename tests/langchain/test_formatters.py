@@ -21,6 +21,7 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from azml_client import ConfigurationError
 from azml_client.emulator import EmulatorServer
 from azml_client.formatters import FormatRequest
+from azml_client.formatters._dedicated import fold_system
 from azml_client.langchain import (
     AzureMLChatOnlineEndpoint,
     AzureMLOnlineEndpoint,
@@ -28,7 +29,6 @@ from azml_client.langchain import (
     MistralChatContentFormatter,
     load_llm,
 )
-from azml_client.langchain._formatters import fold_system
 
 from .conftest import API_KEY, RECORDED_SERVERLESS, SCORE_KEY, Recorder, SummaryServer
 
@@ -223,4 +223,8 @@ def test_mistral_chat_works_on_score_and_serverless(recorder: Recorder) -> None:
         client_kwargs={"transport": recorder.transport},
     )
     chat.invoke([SystemMessage("Be brief."), HumanMessage("Hi")])
-    assert recorder.last["messages"] == [{"role": "user", "content": "Be brief.\n\nHi"}]
+    # Serverless routes speak the OpenAI wire format, whose Mistral API takes a system message.
+    assert recorder.last["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi"},
+    ]
