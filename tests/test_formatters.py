@@ -123,7 +123,7 @@ def test_chat_bodies() -> None:
 def test_mistral_chat_folds_the_system_prompt_on_score() -> None:
     """Mistral-Instruct's template takes no system role: 'mistral-chat' folds it into the
     first user turn (it was an alias of 'llama-chat', which sent it as is)."""
-    assert get_formatter("mistral-chat").family == "mistral-chat"
+    assert get_formatter("mistral-chat").name == "mistral-chat"
     messages = [
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": TRICKY},
