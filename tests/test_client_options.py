@@ -21,9 +21,8 @@ from azml_client import (
     RetryPolicy,
 )
 
-from ._loopback import forward_proxy
 from .conftest import CANARY_KEY, DEDICATED_URL, SleepRecorder
-from .faultserver import FaultServer, RawRequest, answer, response
+from .faultserver import FaultServer, RawRequest, answer, forward_proxy, response
 
 OK = response(200, json.dumps({"output": "fine"}).encode())
 

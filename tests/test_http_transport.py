@@ -2,9 +2,9 @@
 
 Servers: an ``aiohttp.web`` app for well-behaved HTTP (plain, and over TLS with a ``trustme``
 CA), a raw asyncio server for the misbehaviour a framework will not produce, and a forward
-proxy that records what it relays (``tests/_loopback.py``). Everything listens on 127.0.0.1 on
-ports the OS picks. No assertion depends on timing; the few waits are generous bounds that turn
-a would-be hang into a failure.
+proxy that records what it relays (both in ``tests/faultserver.py``). Everything listens on
+127.0.0.1 on ports the OS picks. No assertion depends on timing; the few waits are generous
+bounds that turn a would-be hang into a failure.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from azml_client._http._factory import (
     mocks_active,
 )
 
-from ._loopback import forward_proxy, free_port, full_backlog, raw_server
+from .faultserver import forward_proxy, free_port, full_backlog, raw_server
 
 MAX = 8
 LIMITS = httpx.Limits(max_connections=MAX, max_keepalive_connections=MAX, keepalive_expiry=5.0)

@@ -42,7 +42,7 @@ from azml_client._router._policy import (
 from azml_client.emulator import EmulatorConfig, EmulatorServer, Faults
 from azml_client.emulator._runner import stop_all
 
-from ._loopback import free_port
+from .faultserver import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -542,14 +542,17 @@ async def test_a_failed_probe_rests_longer(emulators: Emulators) -> None:
         retry=policy,
         clock=clock,
         sleep=clock.sleep,
+        rand=lambda: 0.5,  # the jitter factor is 0.75 on every rest
     )
     async with router:
         await router.chat(CHAT, max_tokens=2)
         first = router.snapshot()[0]["resting_for"]
+        assert first == 0.75  # the first step of the backoff: 1 s
         clock.now += first + 0.01
         assert (await router.chat(CHAT, max_tokens=2)).attempts == 2  # the probe failed
         state = router.snapshot()[0]
-    assert state["failures_in_a_row"] == 2 and state["resting_for"] >= 1.0 > first / 2
+    # The failed probe is the second failure in a row: the backoff's next step, twice as long.
+    assert state["failures_in_a_row"] == 2 and state["resting_for"] == 2 * first
 
 
 # -- endpoints of different kinds ---------------------------------------------------------------
