@@ -28,7 +28,13 @@ from pydantic import SecretStr
 
 from . import _json
 from ._auth import Auth, KeyAuth, NoAuth, TokenAuth
-from ._config import ClientSettings, Routes, resolve_routes, token_scope_for
+from ._config import (
+    ClientSettings,
+    Routes,
+    config_arguments,
+    resolve_routes,
+    token_scope_for,
+)
 from ._constants import (
     DEFAULT_BULK_RATE_LIMIT_RETRIES,
     ENV_API_KEY,
@@ -1572,33 +1578,6 @@ def _result_fields(
         "client_request_id": exchange.client_request_id,
         "attempts": exchange.attempts,
     }
-
-
-def config_arguments(path: str | os.PathLike[str], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """Constructor arguments from a saved config file, with ``overrides`` on top.
-
-    The file holds flat settings; the pool and retry ones are regrouped here into ``limits`` /
-    ``retry`` / ``timeout`` so that loading a file never warns about deprecated arguments.
-    """
-    data = ClientSettings.from_file(path)
-    timeout = data.pop("timeout", None)
-    connect = data.pop("connect_timeout", None)
-    pool = data.pop("pool_timeout", None)
-    if timeout is not None:
-        data["timeout"] = httpx.Timeout(timeout, connect=connect, pool=pool)
-    limit_fields = ("max_connections", "max_keepalive_connections", "keepalive_expiry")
-    if any(name in data for name in limit_fields):
-        defaults = ClientSettings.model_fields
-        data["limits"] = httpx.Limits(
-            **{name: data.pop(name, defaults[name].default) for name in limit_fields}
-        )
-    retry_fields = ("max_retries", "backoff_base", "backoff_max", "max_retry_after")
-    if any(name in data for name in retry_fields):
-        data["retry"] = RetryPolicy(
-            **{name: data.pop(name) for name in retry_fields if name in data}
-        )
-    data.update(overrides)
-    return data
 
 
 def load_client(path: str | os.PathLike[str], **overrides: Any) -> EndpointClient:

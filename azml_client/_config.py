@@ -42,6 +42,7 @@ from ._constants import (
     ExtraParameters,
 )
 from ._exceptions import ConfigurationError
+from ._retry import RetryPolicy
 
 __all__ = [
     "ClientSettings",
@@ -52,6 +53,8 @@ __all__ = [
 ]
 
 CONFIG_VERSION = 1
+#: A saved client config: the path of a file written by ``save()``, or that file's content.
+ConfigSource = str | os.PathLike[str] | Mapping[str, Any]
 _LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 _SERVERLESS_HOST_SUFFIXES = (
     ".inference.ai.azure.com",
@@ -335,24 +338,58 @@ class ClientSettings(BaseModel):
         return {"azml_client_config": CONFIG_VERSION, **data}
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike[str]) -> dict[str, Any]:
-        """Read a file written by ``save()``; returns constructor arguments (no key)."""
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigurationError(f"no client config at {os.fspath(path)!r}") from None
-        except ValueError as exc:
-            raise ConfigurationError(f"{os.fspath(path)!r} is not valid JSON ({exc})") from None
+    def from_file(cls, source: ConfigSource) -> dict[str, Any]:
+        """Read a file written by ``save()``, or take such a file's content already read (a
+        mapping); returns constructor arguments (no key)."""
+        data: Any
+        if isinstance(source, Mapping):
+            data, where = dict(source), "the mapping given"
+        else:
+            where = repr(os.fspath(source))
+            try:
+                data = json.loads(Path(source).read_text(encoding="utf-8"))
+            except FileNotFoundError:
+                raise ConfigurationError(f"no client config at {where}") from None
+            except ValueError as exc:
+                raise ConfigurationError(f"{where} is not valid JSON ({exc})") from None
         if not isinstance(data, dict) or data.pop("azml_client_config", None) != CONFIG_VERSION:
             raise ConfigurationError(
-                f"{os.fspath(path)!r} is not an azml-client config (written by client.save())"
+                f"{where} is not an azml-client config (written by client.save())"
             )
         if "api_key" in data:
             raise ConfigurationError(
-                f"{os.fspath(path)!r} holds an API key: remove it and set the environment "
-                "variable named by api_key_env instead"
+                f"{where} holds an API key: remove it and set the environment variable named "
+                "by api_key_env instead"
             )
         return data
+
+
+def config_arguments(source: ConfigSource, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Constructor arguments from a saved config (its path, or its content as a mapping), with
+    ``overrides`` on top.
+
+    The file holds flat settings; the pool and retry ones are regrouped here into ``limits`` /
+    ``retry`` / ``timeout`` so that loading a file never warns about deprecated arguments.
+    """
+    data = ClientSettings.from_file(source)
+    timeout = data.pop("timeout", None)
+    connect = data.pop("connect_timeout", None)
+    pool = data.pop("pool_timeout", None)
+    if timeout is not None:
+        data["timeout"] = httpx.Timeout(timeout, connect=connect, pool=pool)
+    limit_fields = ("max_connections", "max_keepalive_connections", "keepalive_expiry")
+    if any(name in data for name in limit_fields):
+        defaults = ClientSettings.model_fields
+        data["limits"] = httpx.Limits(
+            **{name: data.pop(name, defaults[name].default) for name in limit_fields}
+        )
+    retry_fields = ("max_retries", "backoff_base", "backoff_max", "max_retry_after")
+    if any(name in data for name in retry_fields):
+        data["retry"] = RetryPolicy(
+            **{name: data.pop(name) for name in retry_fields if name in data}
+        )
+    data.update(overrides)
+    return data
 
 
 def _extra_parameters(value: Any) -> ExtraParameters:

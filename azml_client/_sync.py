@@ -38,8 +38,8 @@ import httpx
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from pydantic import SecretStr
 
-from ._client import EndpointClient, FormatterArg, Message, config_arguments
-from ._config import ClientSettings
+from ._client import EndpointClient, FormatterArg, Message
+from ._config import ClientSettings, config_arguments
 from ._constants import (
     DEFAULT_BULK_RATE_LIMIT_RETRIES,
     NOT_GIVEN,

@@ -21,6 +21,7 @@ from azml_client import (
     SyncEndpointClient,
     load_client,
 )
+from azml_client._config import config_arguments
 
 from .conftest import CANARY_KEY, DEDICATED_URL, SERVERLESS_URL
 
@@ -213,3 +214,27 @@ def test_load_overrides_and_sync_client(tmp_path: Path, monkeypatch: pytest.Monk
     assert client.settings.timeout == 7
     with SyncEndpointClient.from_config(tmp_path / "c.json") as sync:
         assert sync.settings.api_type is ApiType.SERVERLESS
+
+
+def test_config_arguments_take_a_files_content_as_well_as_its_path(tmp_path: Path) -> None:
+    path = tmp_path / "c.json"
+    client = EndpointClient(
+        endpoint_url=SERVERLESS_URL,
+        api_key=CANARY_KEY,
+        timeout=httpx.Timeout(30, connect=4),
+        retry=RetryPolicy(max_retries=5, backoff_base=0.25),
+        limits=httpx.Limits(max_connections=16, max_keepalive_connections=8),
+    )
+    client.save(path)
+    content = json.loads(path.read_text())
+    kept = dict(content)
+    from_content = config_arguments(content, {"deadline": 9})
+    assert from_content == {**config_arguments(path, {}), "deadline": 9}
+    assert from_content["timeout"] == httpx.Timeout(30, connect=4)
+    assert from_content["retry"].max_retries == 5
+    assert from_content["limits"].max_keepalive_connections == 8
+    assert "api_key" not in from_content and content == kept  # the mapping is not changed
+    with pytest.raises(ConfigurationError, match="mapping given holds an API key"):
+        config_arguments({**content, "api_key": CANARY_KEY}, {})
+    with pytest.raises(ConfigurationError, match="mapping given is not an azml-client config"):
+        config_arguments({"endpoint_url": SERVERLESS_URL}, {})

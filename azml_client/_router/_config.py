@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .._client import config_arguments
+from .._config import config_arguments
 from .._exceptions import ConfigurationError
 from .._retry import RetryPolicy
 from ._router import EndpointRouter

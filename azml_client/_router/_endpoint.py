@@ -13,7 +13,8 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
-from .._client import EndpointClient, config_arguments, supports
+from .._client import EndpointClient, supports
+from .._config import config_arguments
 from .._exceptions import ConfigurationError
 from ._policy import Health, View
 

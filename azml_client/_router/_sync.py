@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import httpx
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
-from .._client import EndpointClient, Message, config_arguments
+from .._client import EndpointClient, Message
+from .._config import config_arguments
 from .._constants import NOT_GIVEN, NotGiven
 from .._exceptions import ClientClosedError, ConfigurationError
 from .._retry import RetryPolicy

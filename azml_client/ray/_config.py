@@ -10,15 +10,11 @@ secrets, or the environment a local cluster inherits from the driver).
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import tempfile
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-from .._client import config_arguments
-from .._config import CONFIG_VERSION, ClientSettings
+from .._config import CONFIG_VERSION, ClientSettings, config_arguments
 from .._constants import DEFAULT_MAX_CONNECTIONS, ENV_API_KEY, ENV_ENDPOINT_URL
 from .._exceptions import ConfigurationError
 
@@ -68,15 +64,11 @@ def client_arguments(settings: Mapping[str, Any]) -> dict[str, Any]:
     """``EndpointClient`` keyword arguments of shipped settings.
 
     A saved file's content goes through the same loader as the file (``config_arguments``,
-    which regroups its flat timeout, pool and retry settings), by way of a private temporary
-    copy: that loader reads paths.
+    which regroups its flat timeout, pool and retry settings), in memory: nothing is written.
     """
     if not _is_file_content(settings):
         return dict(settings)
-    with tempfile.TemporaryDirectory(prefix="azml-ray-") as folder:
-        path = Path(folder) / "client.json"
-        path.write_text(json.dumps(dict(settings)), encoding="utf-8")
-        return config_arguments(path, {})
+    return config_arguments(settings, {})
 
 
 def max_connections(arguments: Mapping[str, Any]) -> int:
