@@ -122,16 +122,27 @@ def tool_calls_from(data: Any) -> list[ToolCall] | None:
     for i, raw in enumerate(data):
         function = raw.get("function") if isinstance(raw, Mapping) else None
         name = function.get("name") if isinstance(function, Mapping) else None
-        if not isinstance(name, str) or not name:
+        if (
+            not isinstance(raw, Mapping)
+            or not isinstance(function, Mapping)
+            or not isinstance(name, str)
+            or not name
+        ):
             raise ResponseFormatError(
                 f"tool call {i} has no function name", formatter="tools", body=repr(raw)[:300]
             )
-        assert isinstance(raw, Mapping) and isinstance(function, Mapping)
         arguments = function.get("arguments")
         if arguments is None:
             arguments = "{}"
         elif not isinstance(arguments, str):
-            arguments = json.dumps(arguments, ensure_ascii=False)
+            try:
+                arguments = json.dumps(arguments, ensure_ascii=False)
+            except (TypeError, ValueError):
+                raise ResponseFormatError(
+                    f"tool call {i} has arguments that are not JSON",
+                    formatter="tools",
+                    body=repr(arguments)[:300],
+                ) from None
         ident = raw.get("id")
         kind = raw.get("type")
         calls.append(
