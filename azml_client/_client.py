@@ -1230,7 +1230,9 @@ class EndpointClient:
             fields = _result_fields(parsed, data, exchange, self._settings)
             value = None
             if structured is not None and tool_calls is None:
-                value = structured.parse(parsed.text, fields["finish_reason"], exchange.request_id)
+                value = structured.parse(
+                    parsed.text, fields["finish_reason"], exchange.request_id, usage=fields["usage"]
+                )
             return ChatCompletion(
                 text=parsed.text,
                 message=message_from(parsed.message, parsed.text),

@@ -35,9 +35,12 @@ pools and multiprocessing queues intact even though most constructors are keywor
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._constants import BODY_EXCERPT_LIMIT
+
+if TYPE_CHECKING:  # _types imports this module
+    from ._types import Usage
 
 __all__ = [
     "APIConnectionError",
@@ -289,7 +292,7 @@ class StructuredOutputError(ResponseFormatError):
     """The answer to a ``response_format`` request is not JSON, or does not fit the schema.
 
     ``text`` holds what the model wrote (also when it was cut off: ``finish_reason`` says
-    ``"length"`` then).
+    ``"length"`` then), ``usage`` the tokens the answer cost when the endpoint reported them.
     """
 
     def __init__(
@@ -299,10 +302,12 @@ class StructuredOutputError(ResponseFormatError):
         text: str = "",
         finish_reason: str | None = None,
         request_id: str | None = None,
+        usage: Usage | None = None,
     ) -> None:
         super().__init__(message, formatter="response_format", body=text, request_id=request_id)
         self.text = text
         self.finish_reason = finish_reason
+        self.usage = usage
 
 
 _BY_STATUS: dict[int, type[APIStatusError]] = {

@@ -201,7 +201,9 @@ class AsyncStream:
         the pydantic model's instance; a :class:`StructuredOutputError` when it does not fit."""
         if self._structured is None or self._calls:
             return None
-        return self._structured.parse(self.text, self.finish_reason, self.request_id)
+        return self._structured.parse(
+            self.text, self.finish_reason, self.request_id, usage=self.usage
+        )
 
     @property
     def request_id(self) -> str | None:

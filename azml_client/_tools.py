@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from . import _json
 from ._exceptions import ConfigurationError, StructuredOutputError
+from ._types import Usage
 
 __all__ = [
     "Structured",
@@ -78,8 +79,16 @@ class Structured:
 
     model: type[BaseModel] | None = None
 
-    def parse(self, text: str, finish_reason: str | None, request_id: str | None) -> Any:
-        """The decoded answer, or a :class:`StructuredOutputError` saying why it is not one."""
+    def parse(
+        self,
+        text: str,
+        finish_reason: str | None,
+        request_id: str | None,
+        *,
+        usage: Usage | None = None,
+    ) -> Any:
+        """The decoded answer, or a :class:`StructuredOutputError` saying why it is not one
+        (with the answer's ``usage``, when given: the tokens were spent all the same)."""
         cut = " (the answer was cut off: finish_reason 'length'; raise max_tokens)"
         hint = cut if finish_reason == "length" else ""
         try:
@@ -90,6 +99,7 @@ class Structured:
                 text=text,
                 finish_reason=finish_reason,
                 request_id=request_id,
+                usage=usage,
             ) from None
         if self.model is None:
             return data
@@ -105,6 +115,7 @@ class Structured:
                 text=text,
                 finish_reason=finish_reason,
                 request_id=request_id,
+                usage=usage,
             ) from None
 
 

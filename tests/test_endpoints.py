@@ -24,7 +24,10 @@ from azml_client import (
     StructuredOutputError,
     SyncEndpointClient,
     ToolCall,
+    Usage,
 )
+from azml_client._tools import Structured
+from azml_client._types import FunctionCall, tool_calls_from
 
 from .conftest import CANARY_KEY, DEDICATED_URL, SERVERLESS_URL
 
@@ -464,6 +467,76 @@ async def test_a_tool_call_without_a_name_is_a_typed_error() -> None:
             await client.chat([{"role": "user", "content": "x"}], tools=[GetWeather])
 
 
+@pytest.mark.parametrize(
+    "calls",
+    [
+        pytest.param(["call f"], id="call-not-an-object"),
+        pytest.param([{"id": "c", "function": "f"}], id="function-not-an-object"),
+        pytest.param([{"id": "c", "function": None}], id="function-null"),
+        pytest.param([{"id": "c", "function": {"name": 7}}], id="name-not-a-string"),
+        pytest.param([{"id": "c", "function": {"name": ["f"]}}], id="name-a-list"),
+        pytest.param([{"id": "c", "function": {"name": ""}}], id="name-empty"),
+        pytest.param([{"function": {"name": "f"}}, 42], id="second-call-a-number"),
+    ],
+)
+def test_malformed_tool_calls_are_response_format_errors(calls: list[Any]) -> None:
+    with pytest.raises(ResponseFormatError, match=r"tool call \d has no function name"):
+        tool_calls_from(calls)
+
+
+def test_tool_call_arguments_that_cannot_be_json_are_a_response_format_error() -> None:
+    """Only a custom formatter hands over such values (a set, a NaN with no JSON form)."""
+    with pytest.raises(ResponseFormatError, match="tool call 0 has arguments that are not JSON"):
+        tool_calls_from([{"function": {"name": "f", "arguments": {"a": {1, 2}}}}])
+
+
+@pytest.mark.parametrize("data", [None, [], {}, "tool_calls", 3, {"function": {"name": "f"}}])
+def test_tool_calls_that_are_not_a_list_are_dropped(data: Any) -> None:
+    assert tool_calls_from(data) is None
+
+
+def test_malformed_optional_fields_of_a_tool_call_are_replaced() -> None:
+    calls = tool_calls_from(
+        [
+            {"id": 5, "type": [], "function": {"name": "f", "arguments": None}},
+            {"id": "", "type": None, "function": {"name": "g", "arguments": 12}},
+            {"id": "c2", "function": {"name": "h", "arguments": {"q": [1, "é"]}}},
+        ]
+    )
+    assert calls == [
+        ToolCall(id="call_0", type="function", function=FunctionCall(name="f", arguments="{}")),
+        ToolCall(id="call_1", type="function", function=FunctionCall(name="g", arguments="12")),
+        ToolCall(id="c2", function=FunctionCall(name="h", arguments='{"q": [1, "é"]}')),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("tool_calls", "error"),
+    [
+        ([{"id": "c", "function": {"name": {"n": "f"}, "arguments": "{}"}}], True),
+        ([{"id": "c", "type": "function", "function": [["name", "f"]]}], True),
+        ("not a list", False),
+        ([], False),
+    ],
+)
+@respx.mock
+async def test_an_answer_with_malformed_tool_calls_is_a_typed_error_or_none(
+    tool_calls: Any, error: bool
+) -> None:
+    message = {"role": "assistant", "content": "", "tool_calls": tool_calls}
+    respx.post(SERVERLESS_URL).mock(
+        return_value=httpx.Response(200, json=chat_answer(message, "tool_calls"))
+    )
+    async with client_for(SERVERLESS_URL) as client:
+        if not error:
+            out = await client.chat([{"role": "user", "content": "x"}], tools=[GetWeather])
+            assert out.tool_calls is None
+            return
+        with pytest.raises(ResponseFormatError, match="tool call 0 has no function name") as info:
+            await client.chat([{"role": "user", "content": "x"}], tools=[GetWeather])
+    assert info.value.request_id is not None
+
+
 async def test_tools_on_a_formatter_that_cannot_send_them_fail_before_sending() -> None:
     async with client_for(DEDICATED_URL, formatter="llama-chat") as client:
         with pytest.raises(ConfigurationError, match=r"cannot send tools.*vllm"):
@@ -530,6 +603,29 @@ async def test_an_answer_that_misses_the_schema_is_a_typed_error(
             await client.chat([{"role": "user", "content": "joke"}], response_format=Joke)
     assert caught.value.text == content
     assert caught.value.finish_reason == finish
+
+
+@pytest.mark.parametrize("content", ['{"setup": "S"}', "Sure! Here is a joke"])
+def test_a_structured_output_error_carries_the_usage(content: str) -> None:
+    usage = Usage(prompt_tokens=3, completion_tokens=2, total_tokens=5)
+    with pytest.raises(StructuredOutputError) as caught:
+        Structured(Joke).parse(content, "stop", "rid-1", usage=usage)
+    assert caught.value.usage == usage
+    assert (caught.value.text, caught.value.finish_reason) == (content, "stop")
+    with pytest.raises(StructuredOutputError) as bare:
+        Structured(Joke).parse(content, "stop", "rid-1")
+    assert bare.value.usage is None
+
+
+@respx.mock
+async def test_a_chat_whose_answer_misses_the_schema_reports_its_usage() -> None:
+    respx.post(SERVERLESS_URL).mock(
+        return_value=httpx.Response(200, json=text_answer('{"setup": "S"}'))
+    )
+    async with client_for(SERVERLESS_URL) as client:
+        with pytest.raises(StructuredOutputError) as caught:
+            await client.chat([{"role": "user", "content": "joke"}], response_format=Joke)
+    assert caught.value.usage == Usage(prompt_tokens=3, completion_tokens=2, total_tokens=5)
 
 
 @respx.mock

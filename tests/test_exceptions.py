@@ -39,6 +39,7 @@ from azml_client._exceptions import (
     status_error,
 )
 from azml_client._redact import REDACTED, Redactor, scrub
+from azml_client._types import Usage
 
 URL = "https://my-endpoint.eastus.inference.ml.azure.com/score"
 SECRET = "canary-9f3b2a7e-SECRET-do-not-print"
@@ -128,6 +129,7 @@ EXAMPLES: dict[str, AzmlError] = {
         text='{"setup": "a"}',
         finish_reason="stop",
         request_id="r",
+        usage=Usage(prompt_tokens=12, completion_tokens=5, total_tokens=17),
     ),
 }
 
@@ -172,6 +174,16 @@ def test_unpickling_does_not_call_init() -> None:
 def test_subclasses_defined_elsewhere_pickle_too() -> None:
     exc = _LocalError("detail", extra=7)
     assert_same_error(pickle.loads(pickle.dumps(exc)), exc)
+
+
+def test_a_structured_output_errors_usage_survives_pickling_with_its_extra_fields() -> None:
+    usage = Usage(prompt_tokens=3, completion_tokens=2, total_tokens=5, cached_tokens=1)
+    exc = StructuredOutputError("not JSON", text="Sure!", usage=usage)
+    for protocol in range(2, pickle.HIGHEST_PROTOCOL + 1):
+        got = pickle.loads(pickle.dumps(exc, protocol))
+        assert_same_error(got, exc)
+        assert isinstance(got.usage, Usage) and got.usage.model_extra == {"cached_tokens": 1}
+    assert StructuredOutputError("not JSON").usage is None
 
 
 class _LocalError(AzmlError):
