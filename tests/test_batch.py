@@ -385,6 +385,31 @@ def test_a_slower_pace_voids_the_bookings_made_before() -> None:
     assert limiter.epoch != epoch  # a sender waiting on the old booking books again
 
 
+@pytest.mark.parametrize("how", ["pause", "429 with a short Retry-After", "slower rate"])
+def test_a_rebooking_never_lets_a_send_go_early(how: str) -> None:
+    """A pace change or pause half a slot after a send: the next send still keeps the pace
+    after it (it used to go at once, or when the short pause ended)."""
+    clock = Clock()
+    limiter = AdaptiveLimiter(initial=8, clock=clock, ramp_start=None)
+    limiter.set_rate(10)
+    sent = clock.now
+    delay, epoch = limiter.book()
+    assert delay == 0  # the last send that went
+    clock.now += 0.05
+    if how == "pause":
+        limiter.pause(0.01)
+    elif how == "slower rate":
+        limiter.set_rate(5)
+    else:
+        limiter.observe(Signal.RATE_LIMITED, sent_at=sent, retry_after=0.01)
+    assert limiter.epoch != epoch
+    pace = limiter.rate
+    assert pace is not None
+    delay, _ = limiter.book()
+    assert clock.now + delay - sent == pytest.approx(max(0.06, 1 / pace))
+    assert clock.now + delay - sent >= 0.1 - 1e-9  # never sooner than the old pace allowed
+
+
 def test_fixed_concurrency_does_not_adapt() -> None:
     clock = Clock()
     limiter = AdaptiveLimiter(initial=5, maximum=5, fixed=True, clock=clock)

@@ -195,13 +195,13 @@ class AdaptiveLimiter:
         if signal == Signal.SUCCESS:
             self._observe(signal, sent_at=sent_at, retry_after=retry_after)
             return
-        rate, pause = self.rate, self.pause_until
+        rate, pause, pace = self.rate, self.pause_until, self._pace()
         self._observe(signal, sent_at=sent_at, retry_after=retry_after)
         if self.pause_until > pause or (
             self.rate is not None and (rate is None or self.rate < rate)
         ):
             # Slower from now on: sends booked at the old pace are booked again (see book()).
-            self._rebook(self.clock())
+            self._rebook(self.clock(), pace)
 
     def _observe(self, signal: str, *, sent_at: float, retry_after: float | None) -> None:
         now = self.clock()
@@ -279,18 +279,20 @@ class AdaptiveLimiter:
 
     def _grow(self, now: float) -> None:
         if self.ramp is not None and now - self._last_ramp >= self.ramp_step:
+            pace = self.ramp
             self.ramp *= 2
             self._last_ramp = now
-            self._rebook(now)
+            self._rebook(now, pace)
             if self.ramp > 1e5:
                 self.ramp = None  # far beyond any endpoint: the start is over
         if self.rate is not None:
             # A measured rate is probed gently; an early guess recovers fast if it undershot.
             period, factor = (1.0, 1.03) if self._reliable else (0.2, 1.25)
             if now - self._last_rate_probe >= period:
+                pace = self.rate
                 self.rate *= factor
                 self._last_rate_probe = now
-                self._rebook(now)
+                self._rebook(now, pace)
         if self.fixed or self.limit >= self.maximum:
             return
         self._window_successes += 1
@@ -318,10 +320,27 @@ class AdaptiveLimiter:
             wait = max(wait, self._next_send - now)
         return wait
 
-    def _rebook(self, now: float) -> None:
-        """The pace changed: void every booking, so that waiting senders book at the new one."""
+    def _pace(self) -> float | None:
+        """Sends per second in force: the rate, else the slow-start ramp (None: unpaced)."""
+        return self.rate if self.rate is not None else self.ramp
+
+    def _rebook(self, now: float, old: float | None) -> None:
+        """The pace changed (from ``old``), or a pause began: void every booking, so that
+        waiting senders book again at the pace now in force.
+
+        Bookings were ``1/old`` apart up to ``_next_send``: the next send keeps the new spacing
+        after the last one that went. A fresh schedule from ``now`` would let one go early: a
+        429 cut half a slot after a send, and the next went at once, faster than either pace.
+        """
         self.epoch += 1
-        self._next_send = max(now, self.pause_until)
+        new = self._pace()
+        start = max(now, self.pause_until)
+        if old is None or new is None or not self._sends:
+            self._next_send = start
+            return
+        behind = max(0.0, self._next_send - now) * old  # slots booked after now
+        last = self._next_send - max(1, math.ceil(behind)) / old
+        self._next_send = max(start, last + 1.0 / new)
 
     def book(self) -> tuple[float, int]:
         """Book the next send: ``(seconds to wait, epoch)``.
@@ -332,7 +351,7 @@ class AdaptiveLimiter:
         """
         now = self.clock()
         at = max(now, self.pause_until)
-        pace = self.rate if self.rate is not None else self.ramp
+        pace = self._pace()
         if pace is not None:
             at = max(at, self._next_send)
             self._next_send = at + 1.0 / pace
@@ -357,25 +376,17 @@ class AdaptiveLimiter:
         if rps is not None and not rps > 0:
             raise ValueError(f"rate must be positive or None, got {rps!r}")
         now = self.clock()
-        old = self.rate if self.rate is not None else self.ramp
+        old = self._pace()
         self.rate, self.ramp = rps, None
         self._reliable = True
         self._last_rate_probe = now
         if old is not None and rps is not None and abs(rps - old) <= 0.01 * old:
             return
-        self.epoch += 1  # void the bookings; their senders book again at the new pace
-        if old is None or rps is None or not self._sends:
-            self._next_send = max(now, self.pause_until)
-            return
-        # Bookings were 1/old apart up to _next_send: the next send keeps 1/rps after the
-        # last one that went (a fresh schedule from now would let one go early).
-        behind = max(0.0, self._next_send - now) * old
-        last = self._next_send - max(1, math.ceil(behind)) / old
-        self._next_send = max(now, self.pause_until, last + 1.0 / rps)
+        self._rebook(now, old)
 
     def pause(self, seconds: float) -> None:
         """Hold every send for ``seconds`` from now (e.g. a Retry-After another process heard)."""
         now = self.clock()
         if seconds > 0 and now + seconds > self.pause_until:
             self.pause_until = now + seconds
-            self._rebook(now)
+            self._rebook(now, self._pace())
