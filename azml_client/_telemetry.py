@@ -258,14 +258,15 @@ class Telemetry:
         """Start tracing one call; ``None`` when nothing records."""
         tracer = self._tracer
         instruments = self._instruments
-        if tracer is None and instruments is None:
+        if tracer is None or instruments is None:
+            # A global provider not configured (yet): asked again at most once a second.
             now = time.monotonic()
-            if now < self._idle_until:
-                return None
-            tracer = self.tracer()
-            instruments = self.instruments()
+            if now >= self._idle_until:
+                tracer = self.tracer()
+                instruments = self.instruments()
+                if tracer is None or instruments is None:
+                    self._idle_until = now + NO_SDK_RECHECK_S
             if tracer is None and instruments is None:
-                self._idle_until = now + NO_SDK_RECHECK_S
                 return None
         attributes: dict[str, Any] = {**self.base, OPERATION: operation}
         if model:

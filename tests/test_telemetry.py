@@ -304,6 +304,38 @@ def test_a_global_sdk_set_up_later_is_picked_up(monkeypatch: pytest.MonkeyPatch)
     assert [span.name for span in exporter.get_finished_spans()] == ["chat m"]
 
 
+def test_a_global_meter_set_up_later_joins_an_explicit_tracer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from opentelemetry import metrics
+
+    from azml_client import _telemetry
+
+    clock = [100.0]
+    monkeypatch.setattr("azml_client._telemetry.time.monotonic", lambda: clock[0])
+    provider = TracerProvider()
+    telemetry = _telemetry.Telemetry(
+        api_type=ApiType.SERVERLESS,
+        endpoint_url=SERVERLESS_URL,
+        tracer_provider=provider,
+        meter_provider=None,
+        capture_content=False,
+    )
+    first = telemetry.start("chat", "m")
+    assert first is not None and first._instruments is None  # no meter provider yet
+    reader = InMemoryMetricReader()
+    monkeypatch.setattr(metrics, "get_meter_provider", lambda: MeterProvider([reader]))
+    assert telemetry.start("chat", "m")._instruments is None  # type: ignore[union-attr]
+    clock[0] += _telemetry.NO_SDK_RECHECK_S
+    later = telemetry.start("chat", "m")
+    assert later is not None and later._instruments is not None
+    later.succeeded()
+    data = reader.get_metrics_data()
+    assert data is not None
+    names = [m.name for r in data.resource_metrics for sc in r.scope_metrics for m in sc.metrics]
+    assert names == ["gen_ai.client.operation.duration"]
+
+
 async def test_logs_say_nothing_by_default_and_never_the_key(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
