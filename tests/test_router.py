@@ -607,6 +607,8 @@ async def test_a_stream_fails_over_before_its_first_chunk(emulators: Emulators) 
         ("https://silent.test/v1", "StreamInterruptedError"),
     ]
     assert stream.attempts == 3 and stream.finish_reason is not None
+    assert stream.id is not None and stream.id.startswith("chatcmpl-")  # the emulator's chunks
+    assert stream.model is not None
 
 
 async def test_a_stream_cut_after_its_first_chunk_is_not_failed_over(emulators: Emulators) -> None:

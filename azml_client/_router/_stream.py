@@ -88,6 +88,14 @@ class RouterStream:
         return self._stream.request_id if self._stream is not None else None
 
     @property
+    def id(self) -> str | None:
+        return self._stream.id if self._stream is not None else None
+
+    @property
+    def model(self) -> str | None:
+        return self._stream.model if self._stream is not None else None
+
+    @property
     def client_request_id(self) -> str | None:
         return self._stream.client_request_id if self._stream is not None else None
 

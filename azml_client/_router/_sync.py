@@ -131,6 +131,14 @@ class SyncRouterStream:
         return self._stream.request_id
 
     @property
+    def id(self) -> str | None:
+        return self._stream.id
+
+    @property
+    def model(self) -> str | None:
+        return self._stream.model
+
+    @property
     def endpoint_url(self) -> str | None:
         return self._stream.endpoint_url
 
