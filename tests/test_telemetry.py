@@ -29,7 +29,7 @@ from azml_client import (
     EndpointClient,
     RateLimitError,
 )
-from azml_client._telemetry import capture_from_env
+from azml_client._telemetry import Telemetry, capture_from_env
 
 from .conftest import CANARY_KEY, DEDICATED_URL, SERVERLESS_URL, no_sleep
 
@@ -265,6 +265,20 @@ async def test_nothing_records_without_an_sdk(caplog: pytest.LogCaptureFixture) 
         await client.chat([{"role": "user", "content": "Hi"}])
 
 
+def on_a_clock(
+    monkeypatch: pytest.MonkeyPatch, clock: list[float], tracer_provider: Any = None
+) -> Telemetry:
+    """A serverless client's Telemetry whose monotonic clock reads ``clock[0]``."""
+    monkeypatch.setattr("azml_client._telemetry.time.monotonic", lambda: clock[0])
+    return Telemetry(
+        api_type=ApiType.SERVERLESS,
+        endpoint_url=SERVERLESS_URL,
+        tracer_provider=tracer_provider,
+        meter_provider=None,
+        capture_content=False,
+    )
+
+
 def test_a_global_sdk_set_up_later_is_picked_up(monkeypatch: pytest.MonkeyPatch) -> None:
     """The "no SDK" verdict is cached (a few microseconds a call), then asked again."""
     from opentelemetry import metrics, trace
@@ -272,14 +286,7 @@ def test_a_global_sdk_set_up_later_is_picked_up(monkeypatch: pytest.MonkeyPatch)
     from azml_client import _telemetry
 
     clock = [100.0]
-    monkeypatch.setattr("azml_client._telemetry.time.monotonic", lambda: clock[0])
-    telemetry = _telemetry.Telemetry(
-        api_type=ApiType.SERVERLESS,
-        endpoint_url=SERVERLESS_URL,
-        tracer_provider=None,
-        meter_provider=None,
-        capture_content=False,
-    )
+    telemetry = on_a_clock(monkeypatch, clock)
     asked: list[str] = []
     real_get = trace.get_tracer_provider
 
@@ -312,15 +319,7 @@ def test_a_global_meter_set_up_later_joins_an_explicit_tracer(
     from azml_client import _telemetry
 
     clock = [100.0]
-    monkeypatch.setattr("azml_client._telemetry.time.monotonic", lambda: clock[0])
-    provider = TracerProvider()
-    telemetry = _telemetry.Telemetry(
-        api_type=ApiType.SERVERLESS,
-        endpoint_url=SERVERLESS_URL,
-        tracer_provider=provider,
-        meter_provider=None,
-        capture_content=False,
-    )
+    telemetry = on_a_clock(monkeypatch, clock, tracer_provider=TracerProvider())
     first = telemetry.start("chat", "m")
     assert first is not None and first._instruments is None  # no meter provider yet
     reader = InMemoryMetricReader()
