@@ -37,8 +37,6 @@ def _refuse(args: argparse.Namespace) -> None:
             "--ray adapts each actor's concurrency to the endpoint: drop --concurrency "
             "(--actors sets how many actors call it)"
         )
-    if args.max_tpm is not None:
-        raise ConfigurationError("--max-tpm is not supported with --ray; use --max-rps")
     if getattr(args, "routes", None):
         raise ConfigurationError("--ray calls one endpoint: drop --routes")
     for name in ("dimensions", "input_type", "encoding_format"):
@@ -139,6 +137,7 @@ def ray_batch(args: argparse.Namespace) -> int:
                     settings,
                     actors=args.actors,
                     max_rps=args.max_rps,
+                    max_tpm=args.max_tpm,
                     total=total,
                     summary=summary,
                     on_problem=view.problem,

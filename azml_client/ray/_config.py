@@ -71,6 +71,15 @@ def client_arguments(settings: Mapping[str, Any]) -> dict[str, Any]:
     return config_arguments(settings, {})
 
 
+def check_limits(**limits: float | None) -> None:
+    """``max_rps=`` / ``max_tpm=``: positive numbers or ``None``, else a ConfigurationError."""
+    for name, value in limits.items():
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int | float) or not value > 0
+        ):
+            raise ConfigurationError(f"{name} must be a positive number, got {value!r}")
+
+
 def max_connections(arguments: Mapping[str, Any]) -> int:
     """The pool size the arguments give the client (its budget's concurrency cap)."""
     limits = arguments.get("limits")

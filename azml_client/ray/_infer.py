@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from .._client import EndpointClient
 from .._exceptions import ConfigurationError
 from ._columns import check_columns
-from ._config import ClientConfig, client_arguments, settings_of
+from ._config import ClientConfig, check_limits, client_arguments, settings_of
 from ._coordinator import pace_coordinator
 from ._udf import EndpointUDF
 
@@ -29,6 +29,7 @@ def infer(
     num_cpus: float = 0.25,
     batch_size: int = 64,
     max_rps: float | None = None,
+    max_tpm: float | None = None,
     coordinate: bool = True,
     ray_remote_args: Mapping[str, Any] | None = None,
     **params: Any,
@@ -42,7 +43,10 @@ def infer(
     ``actors`` actors (a fixed ``ActorPoolStrategy``) of ``num_cpus`` CPUs each call it, each
     with one client whose batches share one rate budget, and a coordinator actor shares one
     pace between them (``coordinate=False``: each actor learns the endpoint alone).
-    ``max_rps`` caps the requests per second of the whole job. Keyword arguments are model
+    ``max_rps`` caps the requests per second of the whole job; ``max_tpm`` its tokens per minute,
+    split evenly between the actors (each is busy for the whole run; a row reserves its
+    estimated tokens before it goes, corrected by the usage its answer reports, so the job
+    never goes above the budget). Keyword arguments are model
     parameters for every row (a row's ``params_column`` wins) or options of
     :meth:`EndpointClient.map` (``max_retries=``). ``ray_remote_args`` go to
     ``map_batches`` (e.g. ``{"runtime_env": ...}``)::
@@ -56,8 +60,7 @@ def infer(
 
     if isinstance(actors, bool) or not isinstance(actors, int) or actors < 1:
         raise ConfigurationError(f"actors must be a positive integer, got {actors!r}")
-    if max_rps is not None and not max_rps > 0:
-        raise ConfigurationError(f"max_rps must be a positive number, got {max_rps!r}")
+    check_limits(max_rps=max_rps, max_tpm=max_tpm)
     check_columns(prompt_column, messages_column, params_column)
     settings = settings_of(config)
     # Settings a worker would refuse fail here, on the driver, before any actor starts.
@@ -72,6 +75,7 @@ def infer(
             "params_column": params_column,
             "coordinator": coordinator,
             "max_rps": max_rps,
+            "max_tpm": None if max_tpm is None else max_tpm / actors,
             **params,
         },
         batch_size=batch_size,

@@ -106,6 +106,7 @@ def run_ray_job(
     *,
     actors: int = 4,
     max_rps: float | None = None,
+    max_tpm: float | None = None,
     params: Mapping[str, Any] | None = None,
     total: int | None = None,
     summary: JobSummary | None = None,
@@ -156,6 +157,7 @@ def run_ray_job(
             params_column="params" if "params" in names else None,
             actors=actors,
             max_rps=max_rps,
+            max_tpm=max_tpm,
             **dict(params or {}),
         ).select_columns(["id", *OUTPUT_COLUMNS])
         summary.started = time.monotonic()

@@ -14,7 +14,14 @@ from .._bulk import Item
 from .._client import EndpointClient
 from .._exceptions import ConfigurationError
 from ._columns import Outcome, add_columns, batch_items, check_columns, output_columns
-from ._config import ClientConfig, client_arguments, key_variable, max_connections, settings_of
+from ._config import (
+    ClientConfig,
+    check_limits,
+    client_arguments,
+    key_variable,
+    max_connections,
+    settings_of,
+)
 from ._pace import PaceLink, Reply, Report, SignalBudget
 
 __all__ = ["EndpointUDF"]
@@ -56,8 +63,11 @@ class EndpointUDF:
     actor share its rate budget; with ``coordinator=`` the actors of the whole cluster share
     one pace (see :mod:`azml_client.ray._pace`). ``max_rps`` caps the requests per second: of
     the cluster with a coordinator (give it to :func:`pace_coordinator` then), else of this
-    actor. Other keyword arguments go to :meth:`EndpointClient.map`: model parameters
-    (``max_tokens=64``) and its options (``max_retries=...``).
+    actor. ``max_tpm`` caps this actor's tokens per minute (:func:`~azml_client.ray.infer`
+    gives each actor its share of the job's): a row reserves its estimated tokens before it is
+    sent, and the reservation is corrected by the usage the answer reports. Other keyword
+    arguments go to :meth:`EndpointClient.map`: model parameters (``max_tokens=64``) and its
+    options (``max_retries=...``).
     """
 
     def __init__(
@@ -69,13 +79,15 @@ class EndpointUDF:
         params_column: str | None = None,
         coordinator: Any = None,
         max_rps: float | None = None,
+        max_tpm: float | None = None,
         report_interval: float = 0.2,
         **params: Any,
     ) -> None:
         if not prompt_column and not messages_column:
             raise ConfigurationError("give prompt_column=, messages_column= or both")
         check_columns(prompt_column, messages_column, params_column)
-        for name in ("concurrency", "max_tpm", "return_exceptions"):
+        check_limits(max_rps=max_rps, max_tpm=max_tpm)
+        for name in ("concurrency", "return_exceptions"):
             if name in params:
                 raise ConfigurationError(
                     f"EndpointUDF does not take {name}=: each actor adapts its concurrency to "
@@ -89,6 +101,7 @@ class EndpointUDF:
         }
         self._coordinator = coordinator
         self._max_rps = max_rps
+        self._max_tpm = max_tpm
         self._interval = report_interval
         self._params = params
         #: This actor's name in the coordinator's reports.
@@ -112,6 +125,7 @@ class EndpointUDF:
         self._budget = SignalBudget(
             max_concurrency=max_connections(arguments),
             max_rps=None if self._coordinator is not None else self._max_rps,
+            max_tpm=self._max_tpm,
         )
         return EndpointClient(**arguments, budget=self._budget)
 

@@ -182,6 +182,8 @@ def test_azml_batch_ray_resumes_from_the_ids_in_its_output(
             "--ray",
             "--actors",
             "2",
+            "--max-tpm",  # shared by the actors: generous, to show the flag reaches them
+            "6000000",
             "--endpoint-url",
             emu.serverless_url,
             "--no-progress",

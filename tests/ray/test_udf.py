@@ -151,6 +151,39 @@ def test_options_that_do_not_apply_are_refused() -> None:
         EndpointUDF(config, prompt_column="text")
 
 
+async def test_max_tpm_is_this_actors_token_budget(
+    emulator: EmulatorServer, worker_key: str
+) -> None:
+    udf = EndpointUDF(settings(emulator), max_tpm=60_000, max_tokens=2)
+    try:
+        out = await udf(pa.table({"prompt": [f"p{j}" for j in range(8)]}))
+        assert out.column("error_type").to_pylist() == [None] * 8
+        budget = udf._budget
+        assert budget is not None and budget.tpm is not None
+        assert budget.tpm.rate == pytest.approx(60_000 / 60)  # tokens a second
+    finally:
+        await udf.aclose()
+    with pytest.raises(ConfigurationError, match="max_tpm"):
+        EndpointUDF(settings(emulator), max_tpm=0)
+
+
+def test_infer_splits_max_tpm_between_the_actors(emulator: EmulatorServer) -> None:
+    from azml_client.ray import infer
+
+    class Dataset:
+        """What infer() hands to map_batches (no cluster needed: coordinate=False)."""
+
+        def map_batches(self, fn: Any, **kwargs: Any) -> dict[str, Any]:
+            return {"fn": fn, **kwargs}
+
+    planned: Any = infer(Dataset(), settings(emulator), actors=4, max_tpm=40_000, coordinate=False)
+    assert planned["fn"] is EndpointUDF
+    assert planned["fn_constructor_kwargs"]["max_tpm"] == 10_000
+    for bad in (0, -1, "fast", True):
+        with pytest.raises(ConfigurationError, match="max_tpm must be a positive number"):
+            infer(Dataset(), settings(emulator), max_tpm=bad, coordinate=False)  # type: ignore[arg-type]
+
+
 async def test_with_a_coordinator_the_actor_paces_at_its_share(
     emulator: EmulatorServer, worker_key: str
 ) -> None:
