@@ -15,12 +15,14 @@ picks, run on the test's own event loop, and cancel their connection handlers wh
   relayed to the target in origin form with ``Connection: close`` (so every request opens a new
   proxy connection and is recorded), ``CONNECT`` opens a tunnel and copies bytes both ways. It
   records each request line with its headers, and relays only to loopback targets.
-* :func:`free_port` and :func:`full_backlog` give ports where connecting fails or hangs.
+* :func:`refused_port` and :func:`full_backlog` give ports where connecting fails or hangs;
+  :func:`free_port` one that is free now, for a server a test starts there later.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import json
 import socket
@@ -41,6 +43,7 @@ __all__ = [
     "free_port",
     "full_backlog",
     "raw_server",
+    "refused_port",
     "response",
 ]
 
@@ -292,10 +295,27 @@ async def forward_proxy(*, connect_status: int = 200) -> AsyncIterator[ForwardPr
 
 
 def free_port() -> int:
-    """A loopback port nothing listens on (connections to it are refused)."""
+    """A loopback port nothing listens on now, for a server a test starts there later.
+
+    Only free when this returns: for a port that must stay refused, use :func:`refused_port`.
+    """
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+#: Sockets bound and never listening, held until the test process ends.
+_HELD: list[socket.socket] = []
+atexit.register(lambda: [sock.close() for sock in _HELD])
+
+
+def refused_port() -> int:
+    """A loopback port every connection to is refused, for as long as the tests run: a socket
+    is bound there and never listens, so no other server can take the port meanwhile."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    _HELD.append(sock)
+    return int(sock.getsockname()[1])
 
 
 @contextlib.contextmanager

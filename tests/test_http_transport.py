@@ -41,7 +41,7 @@ from azml_client._http._factory import (
     mocks_active,
 )
 
-from .faultserver import forward_proxy, free_port, full_backlog, raw_server
+from .faultserver import forward_proxy, full_backlog, raw_server, refused_port
 
 MAX = 8
 LIMITS = httpx.Limits(max_connections=MAX, max_keepalive_connections=MAX, keepalive_expiry=5.0)
@@ -572,7 +572,7 @@ async def test_post_without_an_httpx_request(
     assert (sent["x-id"], sent["authorization"], sent["content-length"]) == ("7", SECRET, "8")
     assert free_slots(aio) == MAX
     with pytest.raises(httpx.ConnectError) as info:
-        await aio.post(httpx.URL(f"http://127.0.0.1:{free_port()}/"), headers, b"{}", {})
+        await aio.post(httpx.URL(f"http://127.0.0.1:{refused_port()}/"), headers, b"{}", {})
     assert info.value.__cause__ is None and info.value.__context__ is None
     assert "SECRET" not in repr(vars(info.value))
     assert free_slots(aio) == MAX
@@ -581,7 +581,7 @@ async def test_post_without_an_httpx_request(
 async def test_connection_refused(aio: AiohttpTransport) -> None:
     async with httpx.AsyncClient(transport=Borrowed(aio)) as client:
         with pytest.raises(httpx.ConnectError) as info:
-            await client.get(f"http://127.0.0.1:{free_port()}/")
+            await client.get(f"http://127.0.0.1:{refused_port()}/")
     assert info.value.request.url.host == "127.0.0.1"
     assert "aiohttp ClientConnectorError" in str(info.value)
     assert free_slots(aio) == MAX
@@ -707,7 +707,7 @@ def test_exception_table_lists_specific_classes_first() -> None:
 
 
 async def _fail_at_connect(client: httpx.AsyncClient) -> None:
-    await client.get(f"http://127.0.0.1:{free_port()}/")
+    await client.get(f"http://127.0.0.1:{refused_port()}/")
 
 
 async def _status_line(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -933,10 +933,10 @@ async def test_https_through_connect_proxy(
 
 @pytest.mark.parametrize("scheme", ["http", "https"])
 async def test_unreachable_proxy(scheme: str) -> None:
-    transport = AiohttpTransport(limits=LIMITS, proxy=f"http://127.0.0.1:{free_port()}")
+    transport = AiohttpTransport(limits=LIMITS, proxy=f"http://127.0.0.1:{refused_port()}")
     async with httpx.AsyncClient(transport=transport) as client:
         with pytest.raises(httpx.ProxyError, match="proxy"):
-            await client.get(f"{scheme}://127.0.0.1:{free_port()}/")
+            await client.get(f"{scheme}://127.0.0.1:{refused_port()}/")
 
 
 async def test_proxy_refusing_the_tunnel() -> None:
@@ -944,7 +944,7 @@ async def test_proxy_refusing_the_tunnel() -> None:
         transport = AiohttpTransport(limits=LIMITS, proxy=proxy.url)
         async with httpx.AsyncClient(transport=transport) as client:
             with pytest.raises(httpx.ProxyError, match="tunnel"):
-                await client.get(f"https://127.0.0.1:{free_port()}/")
+                await client.get(f"https://127.0.0.1:{refused_port()}/")
 
 
 @pytest.mark.parametrize(
@@ -971,7 +971,7 @@ async def test_env_proxy_must_be_http(
     transport = AiohttpTransport(limits=LIMITS)  # no error yet: it may never be used
     async with httpx.AsyncClient(transport=transport) as client:
         with pytest.raises(httpx.ProxyError, match=r"http:// proxies only"):
-            await client.get(url.format(port=free_port()))
+            await client.get(url.format(port=refused_port()))
 
 
 # -- TLS ---------------------------------------------------------------------------------------
@@ -1173,7 +1173,7 @@ def test_mocks_active_sees_a_patched_httpx_transport(monkeypatch: pytest.MonkeyP
 
 async def test_respx_intercepts_httpx_client() -> None:
     """Nothing listens on the mocked URL: a request that escaped the mock would fail."""
-    url = f"http://127.0.0.1:{free_port()}/v1/chat/completions"
+    url = f"http://127.0.0.1:{refused_port()}/v1/chat/completions"
     async with httpx_client(
         limits=LIMITS, timeout=httpx.Timeout(HANG), proxy=None, verify=True, trust_env=False
     ) as client:

@@ -42,7 +42,7 @@ from azml_client._router._policy import (
 from azml_client.emulator import EmulatorConfig, EmulatorServer, Faults
 from azml_client.emulator._runner import stop_all
 
-from .faultserver import free_port
+from .faultserver import free_port, refused_port
 
 pytestmark = pytest.mark.integration
 
@@ -87,7 +87,7 @@ def tried_of(error: BaseException) -> list[tuple[str, str]]:
 
 def refused_url() -> str:
     """A loopback URL nothing listens on: every connection is refused."""
-    return f"http://127.0.0.1:{free_port()}/v1"
+    return f"http://127.0.0.1:{refused_port()}/v1"
 
 
 class FakeClock:
