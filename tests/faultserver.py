@@ -306,7 +306,12 @@ def free_port() -> int:
 
 #: Sockets bound and never listening, held until the test process ends.
 _HELD: list[socket.socket] = []
-atexit.register(lambda: [sock.close() for sock in _HELD])
+
+
+@atexit.register
+def _release_held() -> None:
+    for sock in _HELD:
+        sock.close()
 
 
 def refused_port() -> int:
