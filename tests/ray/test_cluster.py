@@ -196,3 +196,62 @@ def test_azml_batch_ray_resumes_from_the_ids_in_its_output(
     assert all(line["ok"] for line in lines)
     assert emu.stats.total_requests == 70  # the 50 written were not sent again
     assert [line["text"] for line in lines[:50]] == ["earlier"] * 50
+
+
+def test_rays_checkpointing_resumes_without_sending_written_rows_again(
+    cluster: None, azml_emulator_factory: EmulatorFactory, tmp_path: Path
+) -> None:
+    """The README's resume on Ray: with a checkpoint config (id column), a job that crashed
+    part way is run again as it was, and only the rows whose results were not written go to
+    the endpoint."""
+    from ray.data import DataContext
+    from ray.data.checkpoint import CheckpointConfig
+
+    from azml_client.ray import infer
+
+    emu = azml_emulator_factory(EmulatorConfig(api_key=KEY))
+    source, results = tmp_path / "in.jsonl", tmp_path / "out"
+    source.write_text("".join(json.dumps({"id": i, "prompt": f"p{i}"}) + "\n" for i in range(60)))
+    config = {"endpoint_url": emu.serverless_url}
+    # Ray's checkpoint filter is an actor of 1 CPU: on 2 CPUs, reading and writing take a
+    # quarter each, or the job waits for a CPU forever.
+    small = {"ray_remote_args": {"num_cpus": 0.25}}
+
+    def read() -> Any:
+        return ray.data.read_json(os.fspath(source), **small)
+
+    def crash_at_45(batch: dict[str, Any]) -> dict[str, Any]:
+        if 45 in batch["id"]:
+            raise RuntimeError("the job crashed")
+        return batch
+
+    context = DataContext.get_current()
+    saved = context.checkpoint_config
+    context.checkpoint_config = CheckpointConfig(
+        id_column="id", checkpoint_path=os.fspath(tmp_path / "checkpoint")
+    )
+    try:
+        first = infer(read(), config, actors=1, batch_size=5)
+        with pytest.raises(Exception, match="the job crashed"):
+            crashing = first.map_batches(crash_at_45, batch_size=5, num_cpus=0.25)
+            crashing.write_json(os.fspath(results), **small)
+        sent_first = emu.stats.total_requests
+        written_first = _ids_in(results)
+        assert 0 < len(written_first) < 60 and 45 not in written_first
+        again = infer(read(), config, actors=1, batch_size=5)
+        again.write_json(os.fspath(results), **small)
+    finally:
+        context.checkpoint_config = saved
+    ids = [row_id for path in sorted(results.iterdir()) for row_id in _ids_of(path)]
+    assert sorted(ids) == list(range(60))  # every row once
+    assert emu.stats.total_requests - sent_first == 60 - len(written_first)
+
+
+def _ids_of(path: Path) -> list[int]:
+    return [json.loads(line)["id"] for line in path.read_text().splitlines() if line.strip()]
+
+
+def _ids_in(folder: Path) -> set[int]:
+    if not folder.exists():
+        return set()
+    return {row_id for path in folder.iterdir() for row_id in _ids_of(path)}
