@@ -247,6 +247,26 @@ async def test_embed_many_takes_its_own_rate_limit_budget() -> None:
             await client.embed_many(["a"], max_rate_limit_retries=-1)
 
 
+async def test_embedding_usage_reported_as_total_only_counts_as_input() -> None:
+    """Some servers count embedded tokens in total_tokens alone: stats (and cost) count them,
+    as the azml batch summary does."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        texts = json.loads(request.content)["input"]
+        data = [{"index": i, "embedding": [0.5]} for i in range(len(texts))]
+        return httpx.Response(200, json={"data": data, "usage": {"total_tokens": 3}})
+
+    client = EndpointClient(
+        endpoint_url=SERVERLESS_URL.replace("/chat/completions", "/embeddings"),
+        api_key="k",
+        transport=httpx.MockTransport(handler),
+    )
+    async with client:
+        results = await client.batch([{"input": "a"}, {"input": ["b", "c"]}], concurrency=2)
+    assert results.stats.succeeded == 2
+    assert (results.stats.tokens_in, results.stats.tokens_out) == (6, 0)
+
+
 async def test_max_rps_budget_spaces_the_sends() -> None:
     from azml_client._bulk import BatchRun
 

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from .._pricing import Pricing
     from ._budget import RateBudget
 
-__all__ = ["BatchResults", "BatchStats"]
+__all__ = ["BatchResults", "BatchStats", "usage_tokens"]
 
 
 @dataclass
@@ -58,10 +58,9 @@ class BatchStats:
             self.succeeded += 1
 
     def add_usage(self, result: Completion | Embeddings) -> None:
-        usage = result.usage
-        if usage is not None:
-            self.tokens_in += usage.prompt_tokens or 0
-            self.tokens_out += usage.completion_tokens or 0
+        tokens_in, tokens_out = usage_tokens(result)
+        self.tokens_in += tokens_in
+        self.tokens_out += tokens_out
 
     @property
     def done(self) -> int:
@@ -119,3 +118,16 @@ class BatchResults(list[Completion | AzmlError]):
     """The results of :meth:`EndpointClient.batch`, in input order, with the run's ``stats``."""
 
     stats: BatchStats
+
+
+def usage_tokens(result: Any) -> tuple[int, int]:
+    """``(input, output)`` tokens a result's usage reports (0 where it reports none).
+
+    Embeddings count their input; some servers report it as ``total_tokens`` only.
+    """
+    usage = getattr(result, "usage", None)
+    if usage is None:
+        return 0, 0
+    if isinstance(result, Embeddings):
+        return usage.prompt_tokens or usage.total_tokens or 0, 0
+    return usage.prompt_tokens or 0, usage.completion_tokens or 0

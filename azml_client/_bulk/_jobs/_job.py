@@ -13,6 +13,7 @@ import anyio.to_thread
 
 from ..._exceptions import ConfigurationError
 from .._items import Item
+from .._stats import usage_tokens
 from ._ids import IdIndex
 from ._input import EMBEDDING_OPTIONS, TASKS, InputProblem, JobId, Task, aread_input
 from ._output import BackgroundWriter, ResultWriter, ResumeState, encode_line, prepare_output
@@ -193,15 +194,12 @@ class BatchJob:
             tally(s.failures, item_id, result)
             return error_record(item_id, result)
         s.ok += 1
-        usage = getattr(result, "usage", None)
+        tokens_in, tokens_out = usage_tokens(result)
+        s.tokens_in += tokens_in
+        s.tokens_out += tokens_out
         latency_ms = round((time.monotonic() - started) * 1000)
-        if self.task == "embeddings":  # some servers count embedded tokens as total only
-            s.tokens_in += (
-                getattr(usage, "prompt_tokens", None) or getattr(usage, "total_tokens", None) or 0
-            )
+        if self.task == "embeddings":
             return embeddings_record(item_id, result, latency_ms, single=single)
-        s.tokens_in += getattr(usage, "prompt_tokens", None) or 0
-        s.tokens_out += getattr(usage, "completion_tokens", None) or 0
         return ok_record(item_id, result, latency_ms)
 
     async def run(self, client: BulkClient) -> JobSummary:
