@@ -1530,7 +1530,7 @@ def _trace_result(trace: CallTrace, result: Any) -> None:
 
 def _origin(exchange: Exchange, settings: ClientSettings) -> dict[str, Any]:
     """Which endpoint and deployment answered."""
-    deployment = exchange.response.headers.get(HEADER_DEPLOYMENT) or settings.deployment_name
+    deployment = exchange.deployment or settings.deployment_name
     return {"endpoint_url": settings.endpoint_url, "deployment": deployment}
 
 

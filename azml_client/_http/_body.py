@@ -9,24 +9,28 @@ bounded too), is a typed error. The bytes are returned, never stored on the resp
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 
 from .. import _json
-from .._constants import MAX_RESPONSE_BYTES, SERVER_REQUEST_ID_HEADERS
+from .._constants import HEADER_DEPLOYMENT, MAX_RESPONSE_BYTES, SERVER_REQUEST_ID_HEADERS
 from .._exceptions import ResponseFormatError
 
 __all__ = [
     "ClosesAtOnce",
+    "HeaderFacts",
     "body_chunks",
     "close_at_once",
+    "header_facts",
     "read_body",
     "server_message",
     "server_request_id",
 ]
 
 _REQUEST_ID_KEYS = tuple(name.encode() for name in SERVER_REQUEST_ID_HEADERS)
+_DEPLOYMENT_KEY = HEADER_DEPLOYMENT.encode()
+_ENCODING_KEY = b"content-encoding"
 
 
 class ClosesAtOnce(httpx.AsyncByteStream):
@@ -53,20 +57,25 @@ def close_at_once(response: httpx.Response) -> bool:
     return True
 
 
-def body_chunks(response: httpx.Response) -> AsyncIterator[bytes]:
-    """The body as it arrives: raw bytes, or decoded when a ``Content-Encoding`` applies."""
+def body_chunks(response: httpx.Response, *, encoded: bool | None = None) -> AsyncIterator[bytes]:
+    """The body as it arrives: raw bytes, or decoded when a ``Content-Encoding`` applies
+    (``encoded``: whether one does, when the caller already knows)."""
     stream = response.stream
-    if "content-encoding" not in response.headers and isinstance(stream, httpx.AsyncByteStream):
+    if encoded is None:
+        encoded = "content-encoding" in response.headers
+    if not encoded and isinstance(stream, httpx.AsyncByteStream):
         return stream.__aiter__()
     return response.aiter_bytes()
 
 
-async def read_body(response: httpx.Response, *, limit: int = MAX_RESPONSE_BYTES) -> bytes:
+async def read_body(
+    response: httpx.Response, *, limit: int = MAX_RESPONSE_BYTES, encoded: bool | None = None
+) -> bytes:
     """The whole body. httpx's transport errors propagate (the driver maps them)."""
     chunks: list[bytes] = []
     size = 0
     try:
-        async for chunk in body_chunks(response):
+        async for chunk in body_chunks(response, encoded=encoded):
             size += len(chunk)
             if size > limit:
                 raise ResponseFormatError(
@@ -88,17 +97,44 @@ async def read_body(response: httpx.Response, *, limit: int = MAX_RESPONSE_BYTES
     raise error
 
 
-def server_request_id(headers: httpx.Headers) -> str | None:
-    """The first of ``SERVER_REQUEST_ID_HEADERS`` present (one pass over the raw headers)."""
+class HeaderFacts(NamedTuple):
+    """What the client reads in an answer's headers, found in one pass over them."""
+
+    #: The first of ``SERVER_REQUEST_ID_HEADERS`` present.
+    request_id: str | None
+    #: The ``azureml-model-deployment`` that answered.
+    deployment: str | None
+    #: Whether a ``Content-Encoding`` applies to the body.
+    encoded: bool
+
+
+def header_facts(headers: httpx.Headers) -> HeaderFacts:
+    """The request id, the deployment and the encoding of an answer (one pass over the raw
+    headers: ``httpx.Headers`` lookups re-normalise every key on each call)."""
     found: dict[bytes, bytes] = {}
+    deployment: str | None = None
+    encoded = False
     for key, value in headers.raw:
         name = key.lower()
-        if name in _REQUEST_ID_KEYS and value:
-            found.setdefault(name, value)
+        if name in _REQUEST_ID_KEYS:
+            if value:
+                found.setdefault(name, value)
+        elif name == _DEPLOYMENT_KEY:
+            if value and deployment is None:
+                deployment = value.decode("latin-1")
+        elif name == _ENCODING_KEY:
+            encoded = True
+    request_id = None
     for name in _REQUEST_ID_KEYS:
         if name in found:
-            return found[name].decode("latin-1")
-    return None
+            request_id = found[name].decode("latin-1")
+            break
+    return HeaderFacts(request_id, deployment, encoded)
+
+
+def server_request_id(headers: httpx.Headers) -> str | None:
+    """The first of ``SERVER_REQUEST_ID_HEADERS`` present (one pass over the raw headers)."""
+    return header_facts(headers).request_id
 
 
 def server_message(body: bytes) -> str | None:

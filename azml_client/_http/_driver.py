@@ -44,7 +44,7 @@ from .._exceptions import (
 )
 from .._redact import Redactor, scrub
 from .._retry import RetryDecision, RetryPolicy, decide
-from ._body import read_body, server_request_id
+from ._body import HeaderFacts, header_facts, read_body
 from ._errors import TRANSPORT_ERRORS, response_error, transport_error
 from ._pool import Connections, _on_asyncio
 
@@ -77,6 +77,8 @@ class Exchange(NamedTuple):
     request_id: str
     client_request_id: str
     attempts: int
+    #: The deployment that answered (its ``azureml-model-deployment`` header), if it said.
+    deployment: str | None = None
 
 
 class AttemptHook(Protocol):
@@ -345,10 +347,10 @@ class Driver:
             # per-request total timer more still).
             if _ASYNCIO_TIMEOUT is not None and _on_asyncio():
                 async with _ASYNCIO_TIMEOUT(budget):
-                    response, body = await self._exchange(call, headers, budget, held)
+                    response, body, facts = await self._exchange(call, headers, budget, held)
             else:
                 with anyio.fail_after(budget):
-                    response, body = await self._exchange(call, headers, budget, held)
+                    response, body, facts = await self._exchange(call, headers, budget, held)
         except AzmlError:
             if held:
                 await _close(held[0])
@@ -364,7 +366,7 @@ class Driver:
                 await _close(held[0])
             raise error
         status = response.status_code
-        request_id = server_request_id(response.headers) or call.client_request_id
+        request_id = facts.request_id or call.client_request_id
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "%s %s -> %d in %.1f ms (attempt %d, request id %s)",
@@ -387,18 +389,21 @@ class Driver:
                 client_request_id=call.client_request_id,
                 redactor=self.redactor,
             )
-        return Exchange(response, body, request_id, call.client_request_id, attempt)
+        return Exchange(
+            response, body, request_id, call.client_request_id, attempt, facts.deployment
+        )
 
     async def _exchange(
         self, call: Call, headers: dict[str, str], budget: float, held: list[httpx.Response]
-    ) -> tuple[httpx.Response, bytes]:
+    ) -> tuple[httpx.Response, bytes, HeaderFacts]:
         """Send and read; the response goes into ``held`` as soon as there is one. The body is
         read whole, but for a stream handed back open (an error status is read)."""
         response = await self._send(call, headers, budget)
         held.append(response)
+        facts = header_facts(response.headers)
         if call.stream and 200 <= response.status_code < 300:
-            return response, b""
-        return response, await read_body(response)
+            return response, b"", facts
+        return response, await read_body(response, encoded=facts.encoded), facts
 
     async def _send(self, call: Call, headers: dict[str, str], budget: float) -> httpx.Response:
         """Send; the response comes back open."""
