@@ -484,6 +484,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._pool: _Pool | None = None
         self._timeouts: dict[tuple[float | None, float | None], aiohttp.ClientTimeout] = {}
         self._urls: dict[bytes, URL] = {}
+        #: The last URL object seen and its aiohttp URL: a client sends the same object again
+        #: and again (it caches its routes), and reading an httpx.URL's parts costs.
+        self._last_url: tuple[httpx.URL, URL] | None = None
         self._closed = False
 
     def __repr__(self) -> str:
@@ -534,12 +537,16 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     def _url(self, url: httpx.URL) -> URL:
         """The aiohttp URL, without userinfo (httpx already turned it into a header)."""
+        last = self._last_url
+        if last is not None and last[0] is url:
+            return last[1]
         key = url.raw_scheme + b"://" + url.netloc + url.raw_path
         cached = self._urls.get(key)
         if cached is None:
             if len(self._urls) > 256:
                 self._urls.clear()
             cached = self._urls[key] = URL(key.decode("ascii"), encoded=True)
+        self._last_url = (url, cached)
         return cached
 
     def _route(
