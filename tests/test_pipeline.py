@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 
 from azml_client import (
@@ -383,3 +384,26 @@ async def test_default_and_extra_headers_are_sent(server: FaultServer) -> None:
     assert third["x-call"] == "2"
     assert fourth["x-team"] == "ads" and "x-trace" not in fourth
     assert all(h["user-agent"].startswith("azml-client/") for h in (first, fourth))
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ([], (None, None, False)),
+        (
+            [("X-Ms-Request-Id", "ms-1"), ("x-request-id", "x-1"), ("Content-Encoding", "gzip")],
+            ("x-1", None, True),  # x-request-id first, whatever the order sent
+        ),
+        ([("x-request-id", ""), ("apim-request-id", "apim-1")], ("apim-1", None, False)),
+        (
+            [("AzureML-Model-Deployment", ""), ("azureml-model-deployment", "blue")],
+            (None, "blue", False),  # an empty value does not count
+        ),
+    ],
+)
+def test_one_pass_over_the_headers_finds_what_the_client_reads(
+    raw: list[tuple[str, str]], expected: tuple[str | None, str | None, bool]
+) -> None:
+    from azml_client._http._body import header_facts
+
+    assert tuple(header_facts(httpx.Headers(raw))) == expected
