@@ -64,7 +64,7 @@ from ._options import (
     split_timeout,
 )
 from ._pricing import Pricing
-from ._redact import Redactor
+from ._redact import Redactor, url_secrets
 from ._retry import RetryPolicy
 from ._telemetry import CallTrace, Telemetry, end_run_span, make_telemetry
 from ._tools import Structured, fit_messages, prepare_chat_params
@@ -274,6 +274,8 @@ class EndpointClient:
         redactor = Redactor()
         if s.api_key is not None:
             redactor.add(s.api_key.get_secret_value())
+        for secret in url_secrets(s.endpoint_url):  # ?code=..., ?sig=...: not for logs
+            redactor.add(secret)
         headers = check_headers(default_headers, "default_headers")
         for name, value in headers.items():
             if name.lower() in SENSITIVE_HEADERS:
@@ -338,6 +340,8 @@ class EndpointClient:
         self._telemetry = telemetry
         self._pricing = pricing
         self._routes: Routes = resolve_routes(settings.endpoint_url, settings.api_type)
+        #: The endpoint URL as results, reprs and logs show it: without its credentials.
+        self._shown_url = driver.redactor.text(settings.endpoint_url)
         self._base_headers = self._make_base_headers()
         self._params = {"api-version": settings.api_version} if settings.api_version else {}
         self._urls: dict[str, httpx.URL] = {}
@@ -423,6 +427,12 @@ class EndpointClient:
         return self._settings.api_type
 
     @property
+    def endpoint_url(self) -> str:
+        """The endpoint URL as results, errors and logs show it: a credential it carries (a
+        password, ``?code=``, ``?sig=``, ``?api-key=``) is ``[REDACTED]``."""
+        return self._shown_url
+
+    @property
     def model_kwargs(self) -> dict[str, Any]:
         """A copy of the client's default model parameters (calls never change them)."""
         return dict(self._settings.model_kwargs)
@@ -454,7 +464,7 @@ class EndpointClient:
     def __repr__(self) -> str:
         s = self._settings
         return (
-            f"EndpointClient(endpoint_url={s.endpoint_url!r}, api_type={s.api_type.value!r}, "
+            f"EndpointClient(endpoint_url={self._shown_url!r}, api_type={s.api_type.value!r}, "
             f"deployment_name={s.deployment_name!r}, formatter={self._formatter.name!r}, "
             f"auth={self._driver.auth!r})"
         )
@@ -581,6 +591,13 @@ class EndpointClient:
         ``verify``, ``default_headers``, ``http_client``) are not written.
         """
         s = self._settings
+        if url_secrets(s.endpoint_url):
+            raise ConfigurationError(
+                "the endpoint URL carries a credential (a password, or a query parameter such "
+                "as code=, sig= or api-key=), and a saved config never holds one: remove it "
+                "from the URL and pass it as api_key= (read from api_key_env when loading) or "
+                "in default_headers"
+            )
         data = s.to_file_dict()
         if s.formatter:
             data["formatter"], data["formatter_options"] = s.formatter, s.formatter_options
@@ -1055,7 +1072,7 @@ class EndpointClient:
                 client_request_id=exchange.client_request_id,
                 attempts=exchange.attempts,
                 raw=data,
-                **_origin(exchange, self._settings),
+                **self._origin(exchange),
             )
 
         call = self._plan(url, dump_json(body), opts)
@@ -1199,7 +1216,7 @@ class EndpointClient:
         def parse(exchange: Exchange) -> Completion:
             parsed, data = self._decode(exchange, request)
             return Completion(
-                text=parsed.text, **_result_fields(parsed, data, exchange, self._settings)
+                text=parsed.text, **_result_fields(parsed, data, exchange, self._origin(exchange))
             )
 
         call = self._plan(self._routes.completions, encode_request(self._formatter, request), opts)
@@ -1227,7 +1244,7 @@ class EndpointClient:
             except ResponseFormatError as exc:
                 exc.request_id = exchange.request_id
                 raise
-            fields = _result_fields(parsed, data, exchange, self._settings)
+            fields = _result_fields(parsed, data, exchange, self._origin(exchange))
             value = None
             if structured is not None and tool_calls is None:
                 value = structured.parse(
@@ -1289,6 +1306,11 @@ class EndpointClient:
         except (APIStatusError, ResponseFormatError) as exc:  # an error inside a 2xx answer
             exc.request_id = exc.request_id or exchange.request_id
             raise
+
+    def _origin(self, exchange: Exchange) -> dict[str, Any]:
+        """Which endpoint (its URL without credentials) and deployment answered."""
+        deployment = exchange.deployment or self._settings.deployment_name
+        return {"endpoint_url": self._shown_url, "deployment": deployment}
 
     def _span_model(self, params: Mapping[str, Any] | None) -> str | None:
         """The model a span names: the call's, the client's, else the deployment."""
@@ -1360,10 +1382,15 @@ class EndpointClient:
         """The parsed URL of a route, with the client's query parameters (cached)."""
         parsed = self._urls.get(url)
         if parsed is None:
+            redactor = self._driver.redactor
+            if isinstance(url, str):
+                for secret in url_secrets(url):
+                    redactor.add(secret)
             try:
                 parsed = httpx.URL(url)
             except (httpx.InvalidURL, TypeError) as exc:
-                raise ConfigurationError(f"malformed URL {url!r} ({exc})") from None
+                shown = redactor.text(url) if isinstance(url, str) else url
+                raise ConfigurationError(f"malformed URL {shown!r} ({exc})") from None
             if self._params:
                 parsed = parsed.copy_merge_params(self._params)
             if len(self._urls) > 64:
@@ -1528,12 +1555,6 @@ def _trace_result(trace: CallTrace, result: Any) -> None:
         trace.succeeded()
 
 
-def _origin(exchange: Exchange, settings: ClientSettings) -> dict[str, Any]:
-    """Which endpoint and deployment answered."""
-    deployment = exchange.deployment or settings.deployment_name
-    return {"endpoint_url": settings.endpoint_url, "deployment": deployment}
-
-
 def _check_pricing(pricing: Any) -> Pricing | None:
     if pricing is not None and not isinstance(pricing, Pricing):
         raise ConfigurationError(
@@ -1565,12 +1586,13 @@ def _as_secret(value: str | SecretStr | None) -> SecretStr | None:
 
 
 def _result_fields(
-    parsed: ParsedOutput, data: Any, exchange: Exchange, settings: ClientSettings
+    parsed: ParsedOutput, data: Any, exchange: Exchange, origin: dict[str, Any]
 ) -> dict[str, Any]:
-    """The fields every result carries; a malformed optional field is dropped, not raised."""
+    """The fields every result carries (``origin``: which endpoint and deployment answered);
+    a malformed optional field is dropped, not raised."""
     finish = parsed.finish_reason
     return {
-        **_origin(exchange, settings),
+        **origin,
         "finish_reason": finish if isinstance(finish, str) else None,
         "usage": usage_from(parsed.usage),
         "model": parsed.model if isinstance(parsed.model, str) else None,

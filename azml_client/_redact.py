@@ -18,13 +18,21 @@ import re
 import threading
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from pydantic import SecretStr
 
 from ._exceptions import AzmlError
 
-__all__ = ["MIN_SECRET_LENGTH", "REDACTED", "SENSITIVE_HEADERS", "Redactor", "scrub"]
+__all__ = [
+    "MIN_SECRET_LENGTH",
+    "REDACTED",
+    "SENSITIVE_HEADERS",
+    "SENSITIVE_QUERY_PARAMETERS",
+    "Redactor",
+    "scrub",
+    "url_secrets",
+]
 
 #: What a secret, or the value of a sensitive header, is replaced with.
 REDACTED = "[REDACTED]"
@@ -39,6 +47,29 @@ SENSITIVE_HEADERS = frozenset(
         "ocp-apim-subscription-key",
         "cookie",
         "set-cookie",
+    }
+)
+
+#: Query parameters whose value is a credential (compared in lower case): keys put in the URL
+#: (``?api-key=``, ``?code=`` of Azure Functions, ``?subscription-key=``), SAS signatures
+#: (``sig``), tokens. The URL of a request appears in its log lines and errors.
+SENSITIVE_QUERY_PARAMETERS = frozenset(
+    {
+        "api-key",
+        "api_key",
+        "apikey",
+        "key",
+        "code",
+        "sig",
+        "signature",
+        "token",
+        "access_token",
+        "x-api-key",
+        "subscription-key",
+        "subscription_key",
+        "password",
+        "secret",
+        "client_secret",
     }
 )
 
@@ -170,6 +201,22 @@ def _usable(secret: str) -> bool:
             "(for a SecretStr, pass .get_secret_value())"
         )
     return len(secret) >= MIN_SECRET_LENGTH
+
+
+def url_secrets(url: str) -> list[str]:
+    """The credentials a URL carries: its password, and the values of its
+    :data:`SENSITIVE_QUERY_PARAMETERS` (for a :class:`Redactor` to hide wherever the URL shows:
+    log lines, errors, their chains)."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:  # not a URL the client could send to anyway
+        return []
+    found = [unquote(password)] if password else []
+    for name, value in parse_qsl(parts.query, keep_blank_values=False):
+        if name.lower() in SENSITIVE_QUERY_PARAMETERS:
+            found.append(value)
+    return found
 
 
 def scrub(exc: _E, redactor: Redactor) -> _E:

@@ -728,6 +728,11 @@ class SyncEndpointClient:
         return self._client.api_type
 
     @property
+    def endpoint_url(self) -> str:
+        """See :attr:`EndpointClient.endpoint_url`."""
+        return self._client.endpoint_url
+
+    @property
     def model_kwargs(self) -> dict[str, Any]:
         return self._client.model_kwargs
 

@@ -14,6 +14,7 @@ from azml_client import (
     APIConnectionError,
     AuthenticationError,
     AzmlError,
+    ConfigurationError,
     EndpointClient,
     ResponseFormatError,
 )
@@ -84,3 +85,71 @@ def test_key_is_a_secret_str() -> None:
     client = EndpointClient(endpoint_url=DEDICATED_URL, api_key=CANARY_KEY)
     key = client.settings.api_key
     assert key is not None and CANARY_KEY not in repr(key) and CANARY_KEY not in str(key)
+
+
+#: A credential in the URL, as Azure Functions (``?code=``) and SAS URLs (``?sig=``) carry one.
+URL_CODE = "fUnCtIoNkEy-0123456789"
+URL_PASSWORD = "pr0xy-pa55word"
+
+
+@respx.mock
+async def test_a_credential_in_the_endpoint_url_is_used_but_never_shown(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="azml_client")
+    url = f"https://user:{URL_PASSWORD}@gw.example.com/score?api-version=1&code={URL_CODE}"
+    sent: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        if len(sent) == 1:
+            return httpx.Response(503, headers={"retry-after-ms": "1"})
+        if len(sent) == 2:
+            return httpx.Response(200, json={"output": "ok"})
+        return httpx.Response(400, json={"message": f"bad request to {request.url}"})
+
+    respx.post(url__startswith="https://gw.example.com/score").mock(side_effect=answer)
+    client = EndpointClient(endpoint_url=url, api_key=CANARY_KEY, formatter="llama", max_retries=1)
+    async with client:
+        result = await client.complete("x")
+        with pytest.raises(AzmlError) as caught:
+            await client.complete("y", max_retries=0)
+        with pytest.raises(ConfigurationError, match="carries a credential") as refused:
+            client.save(tmp_path / "client.json")
+    assert sent[0].url.params["code"] == URL_CODE  # the endpoint still gets it
+    shown = [
+        repr(client),
+        client.endpoint_url,
+        repr(result),
+        str(result.endpoint_url),
+        everything_about(caught.value),
+        repr(pickle.loads(pickle.dumps(caught.value)).__dict__),
+        str(refused.value),
+        *(record.getMessage() for record in caplog.records),
+    ]
+    assert any("retrying" in line for line in shown)  # the log lines were checked
+    assert "[REDACTED]" in client.endpoint_url and "api-version=1" in client.endpoint_url
+    for text in shown:
+        assert URL_CODE not in text and URL_PASSWORD not in text
+    assert not (tmp_path / "client.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("url", "secrets"),
+    [
+        ("https://x.inference.ml.azure.com/score", []),
+        ("https://h/score?api-version=2024-05-01-preview&deployment=blue", []),
+        (
+            "https://h/score?Code=abc12345&sig=s%2Bi%2Fg%3D12&API-KEY=k3y-value",
+            ["abc12345", "s+i/g=12", "k3y-value"],
+        ),
+        ("https://me:se%40cret@h/v1", ["se@cret"]),
+        ("not a url at all", []),
+    ],
+)
+def test_url_secrets_finds_passwords_and_credential_parameters(
+    url: str, secrets: list[str]
+) -> None:
+    from azml_client._redact import url_secrets
+
+    assert url_secrets(url) == secrets

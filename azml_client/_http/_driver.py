@@ -230,7 +230,7 @@ class Driver:
                 what = type(exc).__name__
             logger.info(
                 "retrying %s after %s (attempt %d failed), waiting %.3fs, client request id %s",
-                call.url,
+                self.redactor.text(str(call.url)),
                 what,
                 progress.attempts,
                 progress.wait,
@@ -371,7 +371,7 @@ class Driver:
             logger.debug(
                 "%s %s -> %d in %.1f ms (attempt %d, request id %s)",
                 call.method,
-                call.url,
+                self.redactor.text(str(call.url)),
                 status,
                 (time.monotonic() - started) * 1000,
                 attempt,

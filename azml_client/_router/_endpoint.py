@@ -66,7 +66,7 @@ class Endpoint:
 
     def __init__(self, client: EndpointClient, position: int, weight: float, owned: bool) -> None:
         self.client = client
-        self.url = client.settings.endpoint_url
+        self.url = client.endpoint_url
         self.position = position
         self.weight = weight
         self.owned = owned

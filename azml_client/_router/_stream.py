@@ -137,7 +137,7 @@ class RouterStream:
 
         async def attempt(client: EndpointClient, call: dict[str, Any]) -> Opened:
             opened = await self._open_one(client, call)
-            chosen.append(client.settings.endpoint_url)
+            chosen.append(client.endpoint_url)
             return opened
 
         max_retries, deadline, timeout = self._options
