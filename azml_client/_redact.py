@@ -31,6 +31,7 @@ __all__ = [
     "SENSITIVE_QUERY_PARAMETERS",
     "Redactor",
     "scrub",
+    "shown_url",
     "url_secrets",
 ]
 
@@ -217,6 +218,12 @@ def url_secrets(url: str) -> list[str]:
         if name.lower() in SENSITIVE_QUERY_PARAMETERS:
             found.append(value)
     return found
+
+
+def shown_url(url: str) -> str:
+    """``url`` with the credentials :func:`url_secrets` finds in it ``[REDACTED]``."""
+    secrets = url_secrets(url)
+    return Redactor(secrets).text(url) if secrets else url
 
 
 def scrub(exc: _E, redactor: Redactor) -> _E:

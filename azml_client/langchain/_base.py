@@ -32,7 +32,8 @@ from pydantic import (
 from typing_extensions import Self
 
 from .._client import EndpointClient
-from .._constants import ENV_API_KEY, NOT_GIVEN, ApiType
+from .._constants import ENV_API_KEY, ENV_ENDPOINT_URL, NOT_GIVEN, ApiType
+from .._redact import shown_url, url_secrets
 from .._version import __version__
 from ..formatters._base import ContentFormatterBase
 from ._api_type import AzureMLEndpointApiType
@@ -242,7 +243,12 @@ class AzureMLEndpointBase(BaseModel):
 
     @property
     def lc_secrets(self) -> dict[str, str]:
-        return {"endpoint_api_key": self.api_key_env or ENV_API_KEY}
+        secrets = {"endpoint_api_key": self.api_key_env or ENV_API_KEY}
+        if self.endpoint_url and url_secrets(self.endpoint_url):
+            # A URL that carries a credential is a secret too: dumpd() records the variable
+            # (read back from the environment by load()), never the URL.
+            secrets["endpoint_url"] = ENV_ENDPOINT_URL
+        return secrets
 
     @classmethod
     def is_lc_serializable(cls) -> bool:
@@ -357,9 +363,17 @@ class AzureMLGenerationBase(AzureMLEndpointBase):
             params["ls_stop"] = list(chosen)
         return params
 
+    def __repr_args__(self) -> Any:
+        """The fields as ``repr()`` shows them: a credential in the URL ``[REDACTED]``."""
+        for name, value in super().__repr_args__():
+            if name == "endpoint_url" and isinstance(value, str):
+                value = shown_url(value)
+            yield name, value
+
     def _identifying(self) -> dict[str, Any]:
+        # LangChain hands these to callbacks and tracers (LangSmith): no credential in them.
         return {
-            "endpoint_url": self.endpoint_url,
+            "endpoint_url": shown_url(self.endpoint_url) if self.endpoint_url else None,
             "endpoint_api_type": str(self.endpoint_api_type),
             "deployment_name": self.deployment_name,
             "model": self.model,

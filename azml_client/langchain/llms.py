@@ -34,6 +34,7 @@ from langchain_core.outputs import Generation, GenerationChunk, LLMResult
 
 from .._constants import ApiType
 from .._exceptions import ConfigurationError
+from .._redact import url_secrets
 from .._types import Completion, Usage
 from ._base import AzureMLGenerationBase
 from ._messages import model_of
@@ -272,6 +273,13 @@ class AzureMLOnlineEndpoint(AzureMLGenerationBase, BaseLLM):
                 f"cannot save formatter {type(self.content_formatter).__qualname__}: define it at "
                 "module level so load_llm() can import it (or pass content_formatter= to "
                 "load_llm())"
+            )
+        if self.endpoint_url and url_secrets(self.endpoint_url):
+            raise ConfigurationError(
+                "the endpoint URL carries a credential (a password, or a query parameter such "
+                "as code=, sig= or api-key=), and a saved model never holds one: remove it "
+                "from the URL and pass it as endpoint_api_key= (read from api_key_env when "
+                "loading) or in client_kwargs={'default_headers': ...}"
             )
         data: dict[str, Any] = {
             "_type": self._llm_type,

@@ -15,7 +15,7 @@ pytest.importorskip("langchain_core")
 from langchain_core.load import dumpd, dumps, load
 from pydantic import SecretStr, ValidationError
 
-from azml_client import ApiType, EndpointClient, RateBudget
+from azml_client import ApiType, ConfigurationError, EndpointClient, RateBudget
 from azml_client.formatters import DollyContentFormatter, OpenAIContentFormatter
 from azml_client.langchain import (
     AzureMLChatOnlineEndpoint,
@@ -154,6 +154,32 @@ def test_the_formatter_may_be_a_key_a_class_an_instance_or_langchains(
     assert isinstance(from_class, LangChainFormatter)
     with pytest.raises(ValidationError, match="content_formatter must be"):
         formatter_of(42)
+
+
+def test_a_credential_in_the_url_stays_out_of_every_rendering(tmp_path: Path) -> None:
+    """A URL with ?code= (Azure Functions) or a password: repr, traces and dumpd() show it
+    without the credential, and save() refuses it (a saved model never holds one)."""
+    code = "fUnCtIoNkEy-0123456789"
+    url = f"{RECORDED_SCORE}?code={code}"
+    llm = AzureMLOnlineEndpoint(endpoint_url=url, endpoint_api_key=CANARY_KEY)
+    chat = AzureMLChatOnlineEndpoint(endpoint_url=url, api_key=CANARY_KEY, formatter="vllm")
+    renderings = [
+        repr(llm),
+        str(llm),
+        repr(chat),
+        json.dumps(dumpd(llm)),
+        dumps(chat),
+        json.dumps(dict(llm._identifying_params)),
+        json.dumps(dict(chat._identifying_params)),
+    ]
+    for text in renderings:
+        assert code not in text
+    assert "code=[REDACTED]" in repr(llm)
+    assert dumpd(llm)["kwargs"]["endpoint_url"]["id"] == ["AZUREML_ENDPOINT_URL"]
+    with pytest.raises(ConfigurationError, match="carries a credential"):
+        llm.save(tmp_path / "llm.json")
+    assert not (tmp_path / "llm.json").exists()
+    assert llm.endpoint_url == url  # the model itself still sends it
 
 
 # langchain_core.load.load() is marked beta upstream (LangChainBetaWarning).
