@@ -31,7 +31,7 @@ from collections.abc import (
     Sequence,
 )
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import anyio.to_thread
 import httpx
@@ -65,7 +65,6 @@ if TYPE_CHECKING:
     import ssl
 
     from ._bulk import BatchResults, Concurrency, RateBudget
-    from ._streaming import AsyncStream
 
 __all__ = ["SyncEndpointClient", "SyncStream"]
 
@@ -171,18 +170,48 @@ def _close_quietly(runners: _Runners) -> None:
         runners.close()
 
 
+_S = TypeVar("_S", bound="SyncStream")
+
+
+class Streamed(Protocol):
+    """What a blocking stream views: a client's :class:`AsyncStream` or a router's stream."""
+
+    @property
+    def text(self) -> str: ...
+    @property
+    def finish_reason(self) -> str | None: ...
+    @property
+    def usage(self) -> Usage | None: ...
+    @property
+    def tool_calls(self) -> list[ToolCall] | None: ...
+    @property
+    def parsed(self) -> Any: ...
+    @property
+    def request_id(self) -> str | None: ...
+    @property
+    def id(self) -> str | None: ...
+    @property
+    def model(self) -> str | None: ...
+
+    async def __aenter__(self) -> Any: ...
+
+    def __aiter__(self) -> AsyncIterator[StreamChunk]: ...
+
+    async def aclose(self) -> None: ...
+
+
 class SyncStream:
     """Blocking view of an :class:`AsyncStream`: an iterator and a context manager.
 
     Leaving the ``with`` block, ``close()``, or an exception releases the connection.
     """
 
-    def __init__(self, call: Callable[[Callable[[], Awaitable[Any]]], Any], stream: AsyncStream):
+    def __init__(self, call: Callable[[Callable[[], Awaitable[Any]]], Any], stream: Streamed):
         self._call = call
         self._stream = stream
         self._iterator: AsyncIterator[StreamChunk] | None = None
 
-    def __enter__(self) -> SyncStream:
+    def __enter__(self: _S) -> _S:
         self._call(self._stream.__aenter__)
         return self
 

@@ -33,8 +33,8 @@ from .._config import config_arguments
 from .._constants import NOT_GIVEN, NotGiven
 from .._exceptions import ClientClosedError, ConfigurationError
 from .._retry import RetryPolicy
-from .._sync import _blocking_iter
-from .._types import ChatCompletion, Completion, Embeddings, StreamChunk, ToolCall, Usage
+from .._sync import SyncStream, _blocking_iter
+from .._types import ChatCompletion, Completion, Embeddings
 from ._config import read_routes
 from ._router import EndpointRouter
 
@@ -79,64 +79,14 @@ def _shut(
         cm.__exit__(None, None, None)
 
 
-class SyncRouterStream:
-    """Blocking view of a :class:`RouterStream`: an iterator and a context manager."""
+class SyncRouterStream(SyncStream):
+    """Blocking view of a :class:`RouterStream`: an iterator and a context manager, which also
+    says which endpoint answered and what failed before."""
+
+    _stream: RouterStream
 
     def __init__(self, call: Caller, stream: RouterStream) -> None:
-        self._call = call
-        self._stream = stream
-
-    def __enter__(self) -> SyncRouterStream:
-        self._call(self._stream.__aenter__)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def __iter__(self) -> Iterator[StreamChunk]:
-        iterator = self._stream.__aiter__()
-        try:
-            yield from _blocking_iter(self._call, iterator)
-        finally:
-            if hasattr(iterator, "aclose"):
-                self._call(iterator.aclose)
-            self.close()
-
-    def close(self) -> None:
-        """Release the connection (idempotent)."""
-        self._call(self._stream.aclose)
-
-    @property
-    def text(self) -> str:
-        return self._stream.text
-
-    @property
-    def finish_reason(self) -> str | None:
-        return self._stream.finish_reason
-
-    @property
-    def usage(self) -> Usage | None:
-        return self._stream.usage
-
-    @property
-    def tool_calls(self) -> list[ToolCall] | None:
-        return self._stream.tool_calls
-
-    @property
-    def parsed(self) -> Any:
-        return self._stream.parsed
-
-    @property
-    def request_id(self) -> str | None:
-        return self._stream.request_id
-
-    @property
-    def id(self) -> str | None:
-        return self._stream.id
-
-    @property
-    def model(self) -> str | None:
-        return self._stream.model
+        super().__init__(call, stream)
 
     @property
     def endpoint_url(self) -> str | None:
