@@ -73,7 +73,6 @@ from ._types import (
     Completion,
     Embeddings,
     ModelInfo,
-    Usage,
     message_from,
     tool_calls_from,
     usage_from,
@@ -944,21 +943,9 @@ class EndpointClient:
                 if not isinstance(result, Embeddings):  # return_exceptions=False raises
                     raise result if isinstance(result, AzmlError) else TypeError(result)
                 parts[index] = result
-        vectors: list[list[float]] = []
-        prompt = total = attempts = 0
-        for index in range(len(parts)):
-            part = parts[index]
-            vectors.extend(part.vectors)
-            attempts += part.attempts
-            if part.usage is not None:
-                prompt += part.usage.prompt_tokens or 0
-                total += part.usage.total_tokens or 0
-        return Embeddings(
-            vectors=vectors,
-            usage=Usage(prompt_tokens=prompt, total_tokens=total),
-            model=parts[0].model if parts else None,
-            attempts=attempts,
-        )
+        from ._embeddings import joined_embeddings
+
+        return joined_embeddings([parts[index] for index in range(len(parts))])
 
     async def info(
         self,

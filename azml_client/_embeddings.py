@@ -12,12 +12,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ._exceptions import ConfigurationError, ResponseFormatError
+from ._types import Embeddings, Usage
 
 __all__ = [
     "ENCODING_FORMATS",
     "INPUT_TYPES",
     "embeddings_body",
     "image_inputs",
+    "joined_embeddings",
     "read_vectors",
     "text_inputs",
 ]
@@ -171,3 +173,22 @@ def read_vectors(data: Any, count: int) -> list[list[float]]:
     if missing:
         raise _bad(f"no embedding for input(s) {missing[:10]} of {count}", data)
     return [v for v in vectors if v is not None]
+
+
+def joined_embeddings(parts: Sequence[Embeddings]) -> Embeddings:
+    """The answers to consecutive parts of one input as one answer: the vectors in order, the
+    usage and attempts summed, the model of the first part."""
+    vectors: list[list[float]] = []
+    prompt = total = attempts = 0
+    for part in parts:
+        vectors.extend(part.vectors)
+        attempts += part.attempts
+        if part.usage is not None:
+            prompt += part.usage.prompt_tokens or 0
+            total += part.usage.total_tokens or 0
+    return Embeddings(
+        vectors=vectors,
+        usage=Usage(prompt_tokens=prompt, total_tokens=total),
+        model=parts[0].model if parts else None,
+        attempts=attempts,
+    )

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from .._client import EndpointClient
+from .._embeddings import joined_embeddings
 from .._exceptions import ConfigurationError
 from .._router import EndpointRouter
-from .._types import Embeddings, Usage
+from .._types import Embeddings
 from ._connection import Client, check_client, connect
 from ._errors import say
 from ._parser import parse_params
@@ -240,18 +241,11 @@ async def _embed_in_parts(
 ) -> Embeddings:
     """``azml embed --routes`` with more texts than ``--batch-size``: one routed request a
     part, in order (each part fails over on its own)."""
-    vectors: list[list[float]] = []
-    prompt = total = attempts = 0
-    for start in range(0, len(texts), size):
-        part = await router.embed(texts[start : start + size], **options)
-        vectors.extend(part.vectors)
-        attempts += part.attempts
-        if part.usage is not None:
-            prompt += part.usage.prompt_tokens or 0
-            total += part.usage.total_tokens or 0
-    return Embeddings(
-        vectors=vectors, usage=Usage(prompt_tokens=prompt, total_tokens=total), attempts=attempts
-    )
+    parts = [
+        await router.embed(texts[start : start + size], **options)
+        for start in range(0, len(texts), size)
+    ]
+    return joined_embeddings(parts)
 
 
 async def embed(args: argparse.Namespace, client_kwargs: dict[str, Any], texts: list[str]) -> int:
