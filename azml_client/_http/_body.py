@@ -25,7 +25,6 @@ __all__ = [
     "header_facts",
     "read_body",
     "server_message",
-    "server_request_id",
 ]
 
 _REQUEST_ID_KEYS = tuple(name.encode() for name in SERVER_REQUEST_ID_HEADERS)
@@ -130,11 +129,6 @@ def header_facts(headers: httpx.Headers) -> HeaderFacts:
             request_id = found[name].decode("latin-1")
             break
     return HeaderFacts(request_id, deployment, encoded)
-
-
-def server_request_id(headers: httpx.Headers) -> str | None:
-    """The first of ``SERVER_REQUEST_ID_HEADERS`` present (one pass over the raw headers)."""
-    return header_facts(headers).request_id
 
 
 def server_message(body: bytes) -> str | None:
