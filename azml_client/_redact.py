@@ -13,6 +13,7 @@ attribute read when there is nothing to do.
 from __future__ import annotations
 
 import builtins
+import functools
 import json
 import re
 import threading
@@ -220,8 +221,10 @@ def url_secrets(url: str) -> list[str]:
     return found
 
 
+@functools.lru_cache(maxsize=64)
 def shown_url(url: str) -> str:
-    """``url`` with the credentials :func:`url_secrets` finds in it ``[REDACTED]``."""
+    """``url`` with the credentials :func:`url_secrets` finds in it ``[REDACTED]`` (cached:
+    LangChain asks for a model's identifying params, which show it, on every call)."""
     secrets = url_secrets(url)
     return Redactor(secrets).text(url) if secrets else url
 
