@@ -29,7 +29,7 @@ import contextlib
 import time
 from collections import Counter, deque
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from .._bulk import BatchRun, BatchStats, Item
@@ -523,13 +523,10 @@ class RouterRun:
             "return_exceptions": True,
             **params,
         }
-        base = router.retry_policy
-        self._policy = RetryPolicy(
+        self._policy = replace(
+            router.retry_policy,
             max_retries=max_retries,
             max_rate_limit_retries=max_rate_limit_retries,
-            backoff_base=base.backoff_base,
-            backoff_max=base.backoff_max,
-            max_retry_after=base.max_retry_after,
         )
         self._return_exceptions = return_exceptions
         self.stats = RouterStats(

@@ -40,7 +40,7 @@ import anyio
 import httpx
 
 from .._client import EndpointClient, Message
-from .._constants import NOT_GIVEN, NotGiven
+from .._constants import DEFAULT_BULK_RATE_LIMIT_RETRIES, NOT_GIVEN, NotGiven
 from .._exceptions import (
     APITimeoutError,
     AzmlError,
@@ -357,7 +357,7 @@ class EndpointRouter:
         max_rps: float | None = None,
         max_tpm: float | None = None,
         max_retries: int | None = None,
-        max_rate_limit_retries: int = 50,
+        max_rate_limit_retries: int = DEFAULT_BULK_RATE_LIMIT_RETRIES,
         return_exceptions: bool = True,
         **params: Any,
     ) -> RouterRun:
@@ -395,7 +395,7 @@ class EndpointRouter:
         max_rps: float | None = None,
         max_tpm: float | None = None,
         max_retries: int | None = None,
-        max_rate_limit_retries: int = 50,
+        max_rate_limit_retries: int = DEFAULT_BULK_RATE_LIMIT_RETRIES,
         return_exceptions: bool = True,
         progress: bool = False,
         **params: Any,

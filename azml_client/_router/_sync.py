@@ -30,7 +30,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from .._client import EndpointClient, Message
 from .._config import config_arguments
-from .._constants import NOT_GIVEN, NotGiven
+from .._constants import DEFAULT_BULK_RATE_LIMIT_RETRIES, NOT_GIVEN, NotGiven
 from .._exceptions import ClientClosedError, ConfigurationError
 from .._retry import RetryPolicy
 from .._sync import SyncStream, _blocking_iter
@@ -265,7 +265,7 @@ class SyncEndpointRouter:
         max_rps: float | None = None,
         max_tpm: float | None = None,
         max_retries: int | None = None,
-        max_rate_limit_retries: int = 50,
+        max_rate_limit_retries: int = DEFAULT_BULK_RATE_LIMIT_RETRIES,
         return_exceptions: bool = True,
         progress: bool = False,
         **params: Any,
@@ -294,7 +294,7 @@ class SyncEndpointRouter:
         max_rps: float | None = None,
         max_tpm: float | None = None,
         max_retries: int | None = None,
-        max_rate_limit_retries: int = 50,
+        max_rate_limit_retries: int = DEFAULT_BULK_RATE_LIMIT_RETRIES,
         return_exceptions: bool = True,
         **params: Any,
     ) -> Iterator[tuple[int, Any]]:
