@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 
 __all__ = ["infer"]
 
+#: Stands in for the key while the driver checks the settings (nothing is sent with it).
+_CHECK_ONLY_KEY = "driver-check-only"
+
 
 def infer(
     ds: Dataset,
@@ -63,8 +66,9 @@ def infer(
     check_limits(max_rps=max_rps, max_tpm=max_tpm)
     check_columns(prompt_column, messages_column, params_column)
     settings = settings_of(config)
-    # Settings a worker would refuse fail here, on the driver, before any actor starts.
-    EndpointClient(**client_arguments(settings))
+    # Settings a worker would refuse fail here, on the driver, before any actor starts. The
+    # key is the workers' (read from their environment): the driver may not hold it.
+    EndpointClient(**client_arguments(settings), api_key=_CHECK_ONLY_KEY)
     coordinator = pace_coordinator(settings, max_rps=max_rps) if coordinate else None
     return ds.map_batches(
         EndpointUDF,
