@@ -15,7 +15,7 @@ from __future__ import annotations
 import difflib
 import warnings
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 from langchain_core.language_models.base import LangSmithParams
@@ -167,6 +167,10 @@ class AzureMLEndpointBase(BaseModel):
         """The ``formatter=`` for the client (classes with a formatter override this)."""
         return None
 
+    #: The formatter of a model built from connection settings without one (None: the
+    #: client's default for the endpoint kind).
+    _fallback_formatter: ClassVar[str | None] = None
+
     def _default_formatter(self, client: EndpointClient) -> str | None:
         """A formatter to use when none was given and ``client``'s will not do."""
         return None
@@ -213,16 +217,13 @@ class AzureMLEndpointBase(BaseModel):
             "api_type": api_type,
             "deployment_name": self.deployment_name or None,
             "model": self.model,
-            "formatter": formatter,
+            "formatter": formatter if formatter is not None else self._fallback_formatter,
             "timeout": NOT_GIVEN if self.timeout is None else self.timeout,
             "max_retries": NOT_GIVEN if self.max_retries is None else self.max_retries,
             "api_key_env": self.api_key_env,
             **(self.client_kwargs or {}),
         }
-        client = EndpointClient(**arguments)
-        if formatter is None and (default := self._default_formatter(client)):
-            client = EndpointClient(**{**arguments, "formatter": default})
-        return client, True
+        return EndpointClient(**arguments), True
 
     # -- shared helpers ------------------------------------------------------------------------
 

@@ -108,8 +108,12 @@ class AzureMLChatOnlineEndpoint(AzureMLGenerationBase, BaseChatModel):
     ``/score`` endpoint gets ``CustomOpenAIChatContentFormatter`` (``"llama-chat"``).
     """
 
+    # A family key on every kind: the client speaks the OpenAI wire format on the OpenAI-style
+    # ones whatever the family, and on /score the chat family is llama-chat.
+    _fallback_formatter = "llama-chat"
+
     def _default_formatter(self, client: EndpointClient) -> str | None:
-        return None if client.formatter.supports_chat else "llama-chat"
+        return None if client.formatter.supports_chat else self._fallback_formatter
 
     @property
     def _llm_type(self) -> str:
