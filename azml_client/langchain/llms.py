@@ -32,6 +32,7 @@ from langchain_core.language_models.base import LangSmithParams
 from langchain_core.language_models.llms import BaseLLM
 from langchain_core.outputs import Generation, GenerationChunk, LLMResult
 
+from .._client import supports
 from .._constants import ApiType
 from .._exceptions import ConfigurationError
 from .._redact import url_secrets
@@ -54,8 +55,7 @@ _BATCH_OPTIONS = ("timeout", "deadline", "max_retries", "deployment_name", "extr
 
 def can_stream(formatter: ContentFormatterBase, api_type: ApiType) -> bool:
     """Whether the client streams this formatter's answers on this endpoint kind."""
-    kinds = formatter.stream_api_types
-    return api_type in kinds or (api_type.openai_wire and ApiType.SERVERLESS in kinds)
+    return supports(formatter.stream_api_types, api_type)
 
 
 def _info(completion: Completion, model_name: str) -> dict[str, Any]:
