@@ -33,6 +33,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from .._bulk import BatchRun, BatchStats, Item
+from .._bulk._stats import usage_tokens
 from .._exceptions import AzmlError, ConfigurationError, RateLimitError
 from .._retry import RetryPolicy
 from .._types import Completion, Embeddings
@@ -138,10 +139,9 @@ class RouterStats:
             self.errors[type(result).__name__] += 1
         elif isinstance(result, Completion | Embeddings):
             self.succeeded += 1
-            usage = result.usage
-            if usage is not None:
-                self.tokens_in += usage.prompt_tokens or 0
-                self.tokens_out += usage.completion_tokens or 0
+            tokens_in, tokens_out = usage_tokens(result)
+            self.tokens_in += tokens_in
+            self.tokens_out += tokens_out
 
     @property
     def sent(self) -> int:
