@@ -19,7 +19,6 @@ from azml_client import (
     BadRequestError,
     ConfigurationError,
     EndpointClient,
-    ModelError,
     RateLimitError,
     ResponseFormatError,
     RetryPolicy,
@@ -631,7 +630,3 @@ async def test_a_stream_without_any_endpoint_raises_the_last_error(emulators: Em
             async with router.stream(CHAT):
                 pass
     assert len(tried_of(info.value)) == 1
-
-
-def test_a_model_error_for_a_bad_request_is_not_failed_over() -> None:
-    assert not is_failover_error(ModelError("bad", status_code=424, model_status_code=400))

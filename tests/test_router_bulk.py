@@ -183,8 +183,7 @@ async def test_a_live_source_and_a_failing_source(emulators: Emulators) -> None:
 async def test_bulk_shares_each_clients_budget(emulators: Emulators) -> None:
     a = EndpointClient(**client(emulators("a")))
     async with EndpointRouter([a]) as router:
-        results = await router.batch(prompts(30), max_tokens=2)
-        assert results.stats.endpoints[0].budget is a.budget
+        await router.batch(prompts(30), max_tokens=2)
         assert a.budget.sent == 30
     await a.aclose()
 
