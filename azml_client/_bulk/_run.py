@@ -30,7 +30,7 @@ from collections.abc import (
     Iterator,
     Mapping,
 )
-from typing import Any, Literal, Protocol
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from .._constants import DEFAULT_MAX_CONCURRENCY
 from .._exceptions import APIStatusError, AzmlError, ConfigurationError, RateLimitError
@@ -96,7 +96,39 @@ def _used_tokens(item: Item, result: Completion) -> float | None:
     return prompt + len(getattr(result, "text", "")) / 4
 
 
-class BatchRun:
+_T = TypeVar("_T")
+_Run = TypeVar("_Run", bound="IteratedOnce[Any]")
+
+
+class IteratedOnce(Generic[_T]):
+    """A run's results as an async iterator, iterated once (``_run`` makes them), and an async
+    context manager whose exit closes it: cancels what is in flight and waits for it."""
+
+    _iterator: AsyncIterator[_T] | None = None
+
+    def _run(self) -> AsyncIterator[_T]:
+        raise NotImplementedError
+
+    def __aiter__(self) -> AsyncIterator[_T]:
+        if self._iterator is not None:
+            raise RuntimeError("a batch run can be iterated once")
+        self._iterator = self._run()
+        return self._iterator
+
+    async def __aenter__(self: _Run) -> _Run:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Cancel what is in flight and wait for it. Idempotent."""
+        iterator = self._iterator
+        if iterator is not None and hasattr(iterator, "aclose"):
+            await iterator.aclose()
+
+
+class BatchRun(IteratedOnce[tuple[int, ItemResult]]):
     """An iterator of ``(index, result)`` over a bulk run; also an async context manager.
 
     ``async with`` guarantees the run is finished (in-flight items cancelled) when the block
@@ -149,28 +181,7 @@ class BatchRun:
         self._sleep = sleep
         #: Told once, when the run ends (its stats, and the error that ended it, if any).
         self._on_finish = on_finish
-        self._iterator: AsyncIterator[tuple[int, ItemResult]] | None = None
         self._source: Iterator[Any] | AsyncIterator[Any] = iter(())
-
-    # -- consumer side ----------------------------------------------------------------------
-
-    def __aiter__(self) -> AsyncIterator[tuple[int, ItemResult]]:
-        if self._iterator is not None:
-            raise RuntimeError("a batch run can be iterated once")
-        self._iterator = self._run()
-        return self._iterator
-
-    async def __aenter__(self) -> BatchRun:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Cancel what is in flight and wait for it. Idempotent."""
-        iterator = self._iterator
-        if iterator is not None and hasattr(iterator, "aclose"):
-            await iterator.aclose()
 
     # -- engine -----------------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from .._bulk import BatchRun, BatchStats, Item
+from .._bulk._run import IteratedOnce
 from .._bulk._stats import usage_tokens
 from .._exceptions import AzmlError, ConfigurationError, RateLimitError
 from .._retry import RetryPolicy
@@ -495,7 +496,7 @@ class _Dispatch:
         await self._final(entry.index, annotate(error, entry.tried, entry.attempts))
 
 
-class RouterRun:
+class RouterRun(IteratedOnce[tuple[int, Completion | AzmlError]]):
     """An iterator of ``(index, result)`` over a bulk run across a router's endpoints; also an
     async context manager (see :meth:`EndpointRouter.map`)."""
 
@@ -532,25 +533,6 @@ class RouterRun:
         self.stats = RouterStats(
             endpoints=[EndpointRunStats(ep.url, ep.client.budget) for ep in router.endpoints]
         )
-        self._iterator: AsyncIterator[tuple[int, Completion | AzmlError]] | None = None
-
-    def __aiter__(self) -> AsyncIterator[tuple[int, Completion | AzmlError]]:
-        if self._iterator is not None:
-            raise RuntimeError("a batch run can be iterated once")
-        self._iterator = self._run()
-        return self._iterator
-
-    async def __aenter__(self) -> RouterRun:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Cancel what is in flight on every endpoint and wait for it. Idempotent."""
-        iterator = self._iterator
-        if iterator is not None and hasattr(iterator, "aclose"):
-            await iterator.aclose()
 
     async def _drain(self, dispatch: _Dispatch, ep: Endpoint, run: BatchRun) -> None:
         """Take ``ep``'s results as they come and settle them."""
