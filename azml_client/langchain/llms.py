@@ -59,14 +59,8 @@ def can_stream(formatter: ContentFormatterBase, api_type: ApiType) -> bool:
 
 
 def _info(completion: Completion, model_name: str) -> dict[str, Any]:
-    info: dict[str, Any] = {"model_name": completion.model or model_name}
-    if completion.finish_reason is not None:
-        info["finish_reason"] = completion.finish_reason
-    if completion.usage is not None:
-        info["token_usage"] = completion.usage.model_dump(exclude_none=True)
-    if completion.request_id is not None:
-        info["request_id"] = completion.request_id
-    return info
+    c = completion
+    return _final_info(c.model or model_name, c.finish_reason, c.usage, c.request_id)
 
 
 def _final_info(
