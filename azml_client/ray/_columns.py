@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._bulk import Item
+from .._bulk._jobs._summary import error_message
 from .._exceptions import ConfigurationError
 
 __all__ = [
@@ -156,7 +157,7 @@ class Outcome:
         result = self.result
         if isinstance(result, BaseException):
             sent = not isinstance(result, ConfigurationError)  # refused before sending
-            message = getattr(result, "message", None) or str(result) or type(result).__name__
+            message = error_message(result)
             return (
                 None,
                 None,
