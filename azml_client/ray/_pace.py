@@ -91,7 +91,6 @@ class SignalBudget(RateBudget):
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        self.successes = 0
         #: Successes since the last report by when they came: ``{bin: count}``, bins of
         #: ``BIN`` seconds of this actor's clock.
         self.bins: dict[int, int] = {}
@@ -118,14 +117,13 @@ class SignalBudget(RateBudget):
                 self.on_limited()
         super().observe(signal, sent_at=sent_at, retry_after=retry_after)
         if signal == Signal.SUCCESS:
-            self.successes += 1
             slot = int(self.limiter.clock() / BIN)
             self.bins[slot] = self.bins.get(slot, 0) + 1
 
     @property
     def unreported(self) -> bool:
         """Whether attempts came back since the last report."""
-        return self.sent != self._reported_sent or bool(self.successes or self.limited)
+        return self.sent != self._reported_sent or bool(self.bins or self.limited)
 
     def take_report(self) -> Report:
         """What happened since the last report, as plain data with ages instead of times."""
@@ -133,7 +131,7 @@ class SignalBudget(RateBudget):
         now = limiter.clock()
         report: Report = {
             "sent": self.sent - self._reported_sent,
-            "ok": self.successes,
+            "ok": sum(self.bins.values()),
             # Each bin by the age of its middle.
             "bins": [(round(now - (b + 0.5) * BIN, 4), n) for b, n in self.bins.items()],
             "limited": [(round(now - sent, 4), wait) for sent, wait in self.limited],
@@ -141,7 +139,6 @@ class SignalBudget(RateBudget):
             "backlog": self.backlog,
         }
         self._reported_sent = self.sent
-        self.successes = 0
         self.bins = {}
         self.limited.clear()
         return report
