@@ -25,6 +25,7 @@ from ._constants import (
 from ._exceptions import (
     APIConnectionError,
     APIStatusError,
+    AzmlError,
     ConfigurationError,
     ModelError,
     RateLimitError,
@@ -36,6 +37,7 @@ __all__ = [
     "RetryPolicy",
     "backoff",
     "decide",
+    "honoured_retry_after",
     "is_retryable_error",
     "is_retryable_status",
     "parse_retry_after",
@@ -211,3 +213,12 @@ def decide(
     if remaining is not None and wait >= remaining:
         return RetryDecision(False, why="the deadline would pass before the next attempt")
     return RetryDecision(True, wait)
+
+
+def honoured_retry_after(error: AzmlError, policy: RetryPolicy) -> float | None:
+    """The wait the server asked for with ``error``, when ``policy`` may honour it (never
+    more than its ``max_retry_after``); None otherwise."""
+    retry_after = error.retry_after if isinstance(error, APIStatusError) else None
+    if retry_after is None or retry_after > policy.max_retry_after:
+        return None
+    return retry_after

@@ -43,7 +43,7 @@ from .._exceptions import (
     ResponseFormatError,
 )
 from .._redact import Redactor, scrub
-from .._retry import RetryDecision, RetryPolicy, decide
+from .._retry import RetryDecision, RetryPolicy, decide, honoured_retry_after
 from ._body import HeaderFacts, header_facts, read_body
 from ._errors import TRANSPORT_ERRORS, response_error, transport_error
 from ._pool import Connections, _on_asyncio
@@ -293,19 +293,12 @@ class Driver:
                 return result
         except AzmlError as exc:
             if hook is not None:
-                hook.after_attempt(exc, sent_at=sent_at, retry_after=self._honoured(exc, call))
+                honoured = honoured_retry_after(exc, call.policy)
+                hook.after_attempt(exc, sent_at=sent_at, retry_after=honoured)
             raise
         if hook is not None:
             hook.after_attempt(error, sent_at=sent_at, retry_after=None)
         raise error
-
-    @staticmethod
-    def _honoured(exc: AzmlError, call: Call) -> float | None:
-        """The server's requested wait, when this call may honour it."""
-        retry_after = exc.retry_after if isinstance(exc, APIStatusError) else None
-        if retry_after is None or retry_after > call.policy.max_retry_after:
-            return None
-        return retry_after
 
     async def _hold(self, hook: AttemptHook, call: Call) -> None:
         """Let the hook hold the attempt back, within the call's deadline."""

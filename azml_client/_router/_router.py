@@ -48,7 +48,7 @@ from .._exceptions import (
     ConfigurationError,
     RateLimitError,
 )
-from .._retry import RetryPolicy
+from .._retry import RetryPolicy, honoured_retry_after
 from .._types import ChatCompletion, Completion, Embeddings
 from ._endpoint import Endpoint, EndpointArg, able, client_of
 from ._policy import (
@@ -504,7 +504,6 @@ class EndpointRouter:
 
         ep.in_flight -= 1
         ep.failed += 1
-        retry_after = getattr(error, "retry_after", None)
         if isinstance(error, RateLimitError):
             ep.rate_limited += 1
         if is_failover_error(error):
@@ -516,9 +515,7 @@ class EndpointRouter:
                 allowed_fails=self._allowed_fails,
                 rand=self._rand,
             )
-        honoured = retry_after
-        if honoured is not None and honoured > ep.client.retry_policy.max_retry_after:
-            honoured = None
+        honoured = honoured_retry_after(error, ep.client.retry_policy)
         ep.client.budget.observe(classify(error), sent_at=sent[1], retry_after=honoured)
 
     async def _call(
