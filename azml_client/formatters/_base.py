@@ -203,12 +203,13 @@ def _overrides(formatter: ContentFormatterBase, method: str) -> bool:
     return getattr(type(formatter), method) is not getattr(ContentFormatterBase, method)
 
 
-def _positional_arity(func: Any) -> int:
-    """How many positional arguments a bound method takes (seed subclasses use 2 or 3)."""
+def _positional_arity(func: Any, *, unknown: int = 2) -> int:
+    """How many positional arguments a bound method takes (seed subclasses use 2 or 3;
+    ``unknown`` when its signature cannot be read)."""
     try:
         params = inspect.signature(func).parameters.values()
     except (TypeError, ValueError):
-        return 2
+        return unknown
     if any(p.kind is p.VAR_POSITIONAL for p in params):
         return 3
     return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import enum
 import importlib
-import inspect
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -30,7 +29,13 @@ from langchain_core.messages import convert_to_messages
 from .._constants import ApiType
 from .._exceptions import ConfigurationError
 from ..formatters import MistralChatContentFormatter
-from ..formatters._base import ContentFormatterBase, FormatRequest, ParsedOutput, dump_json
+from ..formatters._base import (
+    ContentFormatterBase,
+    FormatRequest,
+    ParsedOutput,
+    _positional_arity,
+    dump_json,
+)
 from ..formatters._registry import formatter_from_config, formatter_to_config
 from ._api_type import AzureMLEndpointApiType
 from ._messages import openai_tool_calls
@@ -68,13 +73,7 @@ def is_langchain_formatter(obj: Any) -> bool:
 
 def _arity(method: Any) -> int:
     """Positional arguments a bound method takes (LangChain formatters use 1 to 3)."""
-    try:
-        params = inspect.signature(method).parameters.values()
-    except (TypeError, ValueError):
-        return 3
-    if any(p.kind is p.VAR_POSITIONAL for p in params):
-        return 3
-    return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
+    return _positional_arity(method, unknown=3)
 
 
 def _foreign_enum(formatter: Any) -> type[enum.Enum] | None:
